@@ -1,0 +1,1 @@
+"""rfdetr_core: an independent implementation of RF-DETR."""

@@ -1,0 +1,1 @@
+"""RF-DETR Studio: a local-first labeling and training studio."""
