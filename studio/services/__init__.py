@@ -1,0 +1,1 @@
+"""Plain-Python services behind every button of the studio (no Gradio in here)."""

@@ -1,0 +1,34 @@
+"""Per-project SQLite store: ORM models, schema migrations and the ``ProjectStore`` handle."""
+
+from .db import DB_NAME, IMAGES_DIR, ProjectStore, StoreError
+from .models import (
+    Annotation,
+    Base,
+    Category,
+    Export,
+    Image,
+    ImageProblem,
+    ImportRecord,
+    Prediction,
+    Project,
+    Run,
+    RunMetric,
+)
+
+__all__ = [
+    "DB_NAME",
+    "IMAGES_DIR",
+    "Annotation",
+    "Base",
+    "Category",
+    "Export",
+    "Image",
+    "ImageProblem",
+    "ImportRecord",
+    "Prediction",
+    "Project",
+    "ProjectStore",
+    "Run",
+    "RunMetric",
+    "StoreError",
+]

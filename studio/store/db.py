@@ -1,0 +1,209 @@
+"""``ProjectStore``: one project folder = ``project.db`` (SQLite, WAL) + ``images/`` + runs/exports.
+
+Why it looks like this:
+- WAL lets the UI read while a training process writes metrics; ``busy_timeout`` makes writers queue
+  instead of failing; foreign keys are off by default in SQLite and must be turned on per connection.
+- Write transactions start with ``BEGIN IMMEDIATE``: a deferred transaction that reads then writes can
+  hit ``SQLITE_BUSY`` on the lock upgrade, which the busy handler cannot retry. Taking the write lock
+  up front makes two processes writing the same project queue cleanly instead of losing a transaction.
+- Image files are named by content hash, so the same picture is stored once and the folder can be
+  moved (paths in the DB are relative). Files written during a transaction are remembered on the
+  session and removed if it rolls back, so an aborted import leaves no stray files.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from PIL import Image as PILImage
+from sqlalchemy import Engine, create_engine, event, select
+from sqlalchemy.orm import Session
+
+from .migrations import migrate
+from .models import Image, Project
+
+DB_NAME = "project.db"
+IMAGES_DIR = "images"
+BUSY_TIMEOUT_MS = 30_000
+_FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif", "GIF": ".gif"}
+
+
+class StoreError(Exception):
+    """A project folder that cannot be created or opened (message is meant for the user)."""
+
+
+def _make_engine(db_path: Path, busy_timeout_ms: int) -> Engine:
+    engine = create_engine(f"sqlite:///{db_path}")
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI objects
+        dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see module docstring)
+        cur = dbapi_conn.cursor()
+        cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn) -> None:  # noqa: ANN001
+        readonly = conn.get_execution_options().get("studio_readonly", False)
+        conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    return engine
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class ProjectStore:
+    """Handle on one project folder. Cheap to create; call :meth:`close` when done."""
+
+    def __init__(self, project_dir: Path, engine: Engine) -> None:
+        self.path = Path(project_dir)
+        self.engine = engine
+        self._readonly_engine = engine.execution_options(studio_readonly=True)
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, project_dir: Path, name: str, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> ProjectStore:
+        """Create the folder, the database (migrated to the latest schema) and the project row."""
+        project_dir = Path(project_dir)
+        if (project_dir / DB_NAME).exists():
+            raise StoreError(f"A project already exists in {project_dir}.")
+        (project_dir / IMAGES_DIR).mkdir(parents=True, exist_ok=True)
+        store = cls._connect(project_dir, busy_timeout_ms)
+        with store.session() as s:
+            s.add(Project(name=name, settings={}))
+        return store
+
+    @classmethod
+    def open(cls, project_dir: Path, *, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> ProjectStore:
+        """Open an existing project, upgrading its schema if it was written by an older version."""
+        project_dir = Path(project_dir)
+        if not (project_dir / DB_NAME).is_file():
+            raise StoreError(f"No project database found in {project_dir}.")
+        (project_dir / IMAGES_DIR).mkdir(exist_ok=True)
+        return cls._connect(project_dir, busy_timeout_ms)
+
+    @classmethod
+    def _connect(cls, project_dir: Path, busy_timeout_ms: int) -> ProjectStore:
+        engine = _make_engine(project_dir / DB_NAME, busy_timeout_ms)
+        with engine.begin() as conn:
+            migrate(conn)
+        return cls(project_dir, engine)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> ProjectStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- paths -------------------------------------------------------------------------------------
+    @property
+    def db_path(self) -> Path:
+        return self.path / DB_NAME
+
+    @property
+    def images_dir(self) -> Path:
+        return self.path / IMAGES_DIR
+
+    def image_path(self, image: Image) -> Path:
+        """Absolute path of an image's file (``file_name`` is relative to the project folder)."""
+        return self.path / image.file_name
+
+    # -- transactions ------------------------------------------------------------------------------
+    @contextmanager
+    def session(self, readonly: bool = False) -> Iterator[Session]:
+        """One transaction: commits on success; on error rolls back and deletes files it wrote.
+
+        ``readonly=True`` starts a deferred transaction (does not queue behind writers).
+        Objects stay usable after the block (``expire_on_commit=False``).
+        """
+        bind = self._readonly_engine if readonly else self.engine
+        with Session(bind, expire_on_commit=False) as s:
+            s.info["new_files"] = []
+            try:
+                yield s
+                s.commit()
+            except BaseException:
+                s.rollback()
+                for p in s.info["new_files"]:
+                    Path(p).unlink(missing_ok=True)
+                raise
+
+    def project(self) -> Project:
+        with self.session(readonly=True) as s:
+            return s.scalars(select(Project).limit(1)).one()
+
+    # -- image files -------------------------------------------------------------------------------
+    def write_image_bytes(self, data: bytes, sha256: str, suffix: str, new_files: list[str]) -> str:
+        """Store ``data`` under its hash; return the path relative to the project folder.
+
+        The file is written to a temp name and renamed, so a crash never leaves a half file under a
+        valid name. Files this call created are appended to ``new_files`` (the caller deletes them if
+        its transaction fails; :meth:`session` does that for ``session.info["new_files"]``).
+        """
+        rel = f"{IMAGES_DIR}/{sha256[:32]}{suffix.lower()}"
+        dest = self.path / rel
+        if not dest.exists():
+            self.images_dir.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.images_dir, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                os.replace(tmp, dest)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            new_files.append(str(dest))
+        return rel
+
+    def add_image_file(
+        self,
+        src_path: Path,
+        session: Session,
+        *,
+        split: str | None = None,
+        original_name: str | None = None,
+        status: str = "unlabeled",
+    ) -> Image:
+        """Copy one image into the project (or return the existing row with the same content)."""
+        data = Path(src_path).read_bytes()
+        sha = hashlib.sha256(data).hexdigest()
+        existing = session.scalars(select(Image).where(Image.content_hash == sha)).first()
+        if existing is not None:
+            return existing
+        with PILImage.open(io.BytesIO(data)) as im:
+            width, height = im.size
+            suffix = _FORMAT_SUFFIX.get(im.format or "", Path(src_path).suffix or ".img")
+        rel = self.write_image_bytes(data, sha, suffix, session.info.setdefault("new_files", []))
+        image = Image(
+            file_name=rel,
+            original_name=original_name or Path(src_path).name,
+            width=width,
+            height=height,
+            split=split,
+            content_hash=sha,
+            status=status,
+        )
+        session.add(image)
+        session.flush()
+        return image
+
+
+__all__ = ["DB_NAME", "IMAGES_DIR", "ProjectStore", "StoreError", "file_sha256"]
