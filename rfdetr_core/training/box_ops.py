@@ -1,0 +1,58 @@
+"""Box conversions, pairwise GIoU for the matcher and element-wise IoU / GIoU for the criterion.
+
+``torchvision.ops`` has pairwise IoU/GIoU but divides by the raw union and hull areas, so one
+collapsed predicted box (width 0, which a saturated sigmoid produces early in training) turns a
+whole cost matrix into NaN. Both versions here clamp those denominators at ``EPS``, which changes
+nothing for boxes of non-zero area. The element-wise versions exist because the criterion only
+needs matched pairs: building an N x N matrix to read its diagonal would waste quadratic memory on
+every decoder layer.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
+    """``(cx, cy, w, h)`` -> ``(x0, y0, x1, y1)``."""
+    cx, cy, w, h = boxes.unbind(-1)
+    return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
+
+
+def xyxy_to_cxcywh(boxes: Tensor) -> Tensor:
+    """``(x0, y0, x1, y1)`` -> ``(cx, cy, w, h)``."""
+    x0, y0, x1, y1 = boxes.unbind(-1)
+    return torch.stack(((x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0), dim=-1)
+
+
+EPS = 1e-7
+
+
+def _area(boxes: Tensor) -> Tensor:
+    return (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1])
+
+
+def paired_iou(boxes_a: Tensor, boxes_b: Tensor) -> tuple[Tensor, Tensor]:
+    """IoU of ``boxes_a[i]`` with ``boxes_b[i]`` (xyxy), and the union it was divided by."""
+    top_left = torch.maximum(boxes_a[..., :2], boxes_b[..., :2])
+    bottom_right = torch.minimum(boxes_a[..., 2:], boxes_b[..., 2:])
+    overlap = (bottom_right - top_left).clamp(min=0)
+    inter = overlap[..., 0] * overlap[..., 1]
+    union = _area(boxes_a) + _area(boxes_b) - inter
+    return inter / union.clamp(min=EPS), union
+
+
+def paired_giou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+    """Generalised IoU of ``boxes_a[i]`` with ``boxes_b[i]`` (xyxy)."""
+    iou, union = paired_iou(boxes_a, boxes_b)
+    top_left = torch.minimum(boxes_a[..., :2], boxes_b[..., :2])
+    bottom_right = torch.maximum(boxes_a[..., 2:], boxes_b[..., 2:])
+    hull = (bottom_right - top_left).clamp(min=0)
+    hull_area = hull[..., 0] * hull[..., 1]
+    return iou - (hull_area - union) / hull_area.clamp(min=EPS)
+
+
+def pairwise_giou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
+    """``[N, M]`` generalised IoU of every box of ``boxes_a`` with every box of ``boxes_b`` (xyxy)."""
+    return paired_giou(boxes_a[:, None, :], boxes_b[None, :, :])
