@@ -1,0 +1,78 @@
+"""The studio's Gradio Blocks: a header with the open project and one tab per page.
+
+Adding a page is one line: append its module to :data:`PAGES` (it must expose ``TITLE``, ``TAB_ID``
+and ``build(ctx) -> PageHooks``, see :mod:`studio.pages`).
+
+The open project is per browser tab (``gr.State``) and remembered in the browser's localStorage
+(``gr.BrowserState``), so a reload or an app restart reopens the same project. Whenever it changes,
+every page refreshes; selecting a tab refreshes that page, so counts are never stale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.pages import PageContext, PageHooks, classes, data, guarded, projects
+from studio.services.projects import list_projects
+
+PAGES = [projects, data, classes]
+CSS_PATH = Path(__file__).resolve().parents[1] / "assets" / "studio.css"
+BROWSER_KEY = "rfdetr-studio-project"
+
+
+def launch_kwargs() -> dict[str, Any]:
+    """Arguments for ``Blocks.launch`` that belong to the look (Gradio 6 takes theme/css at launch)."""
+    kwargs: dict[str, Any] = {"theme": gr.themes.Soft(primary_hue="indigo"), "show_error": False}
+    if CSS_PATH.is_file():
+        kwargs["css_paths"] = [CSS_PATH]
+    return kwargs
+
+
+def _header_text(root: Path, slug: str | None) -> str:
+    info = next((p for p in list_projects(root) if p.slug == slug), None) if slug else None
+    if info is None:
+        return "# RF-DETR Studio\nNo project open — create or open one on the **Projects** tab."
+    return (
+        f"# RF-DETR Studio · {info.name}\n"
+        f"{info.n_images} images · {info.n_boxes} boxes · {info.n_classes} classes · folder `{info.slug}`"
+    )
+
+
+def _initial_project(root: Path, remembered: str | None) -> str | None:
+    """The project to open on page load: the one this browser had open, else the first one."""
+    slugs = [p.slug for p in list_projects(root)]
+    if remembered in slugs:
+        return remembered
+    return slugs[0] if slugs else None
+
+
+def build_app(root: Path) -> gr.Blocks:
+    root = Path(root)
+    with gr.Blocks(title="RF-DETR Studio", analytics_enabled=False, fill_width=True) as app:
+        project = gr.State(None)
+        remembered = gr.BrowserState(None, storage_key=BROWSER_KEY, secret="rfdetr-studio")
+        header = gr.Markdown(_header_text(root, None), elem_id="current-project")
+        with gr.Tabs(elem_id="studio-tabs") as tabs:
+            ctx = PageContext(root, project, tabs, header, lambda slug: _header_text(root, slug))
+            hooks: list[tuple[gr.Tab, PageHooks]] = []
+            for page in PAGES:
+                with gr.Tab(page.TITLE, id=page.TAB_ID, elem_id=page.TAB_ID) as tab:
+                    hooks.append((tab, page.build(ctx)))
+
+        for tab, hook in hooks:
+            tab.select(guarded(hook.refresh), [project], hook.outputs)
+
+        def on_project(slug: str | None):
+            values: list[Any] = [_header_text(root, slug), slug]
+            for _, hook in hooks:
+                out = hook.refresh(slug)
+                values.extend(out if isinstance(out, tuple | list) else [out])
+            return values
+
+        all_outputs = [header, remembered] + [c for _, h in hooks for c in h.outputs]
+        project.change(guarded(on_project), [project], all_outputs)
+        app.load(lambda r: _initial_project(root, r), [remembered], [project])
+    return app

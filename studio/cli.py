@@ -1,0 +1,148 @@
+"""``python launch.py`` / ``rfdetr-studio``: start the studio web app and open it in the browser.
+
+Why the order of things below: the login rule is checked before anything heavy is imported, so a
+refused start is instant; Gradio (~2 s to import) is imported only after the arguments are valid;
+torch and fiftyone are never imported at start-up (pages import them when first used). The demo
+project is created before the server starts so the first page load already shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import sys
+import webbrowser
+from pathlib import Path
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 7860
+USERNAME_ENV = "STUDIO_USERNAME"
+PASSWORD_ENV = "STUDIO_PASSWORD"
+PROJECTS_DIR_ENV = "STUDIO_PROJECTS_DIR"
+
+
+class AuthRequired(SystemExit):
+    """Raised when the server would be reachable from other machines without a login."""
+
+
+def default_projects_dir() -> Path:
+    """``projects/`` next to ``launch.py`` in a source checkout, else ``./projects``."""
+    if os.environ.get(PROJECTS_DIR_ENV):
+        return Path(os.environ[PROJECTS_DIR_ENV])
+    repo = Path(__file__).resolve().parents[1]
+    return repo / "projects" if (repo / "launch.py").is_file() else Path.cwd() / "projects"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rfdetr-studio", description="RF-DETR Studio: label, train, review, export.")
+    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default 7860)")
+    p.add_argument("--projects-dir", type=Path, default=None, help="where projects live (default ./projects)")
+    p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
+    p.add_argument("--no-demo", action="store_true", help="do not create the demo project on first start")
+    p.add_argument("--username", default=None, help=f"login name (or ${USERNAME_ENV}); required off loopback")
+    p.add_argument("--password", default=None, help=f"login password (or ${PASSWORD_ENV}); required off loopback")
+    return p
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, 'localhost')."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name: it may resolve to anything, so treat it as exposed
+
+
+def resolve_auth(host: str, username: str | None, password: str | None) -> tuple[str, str] | None:
+    """The (username, password) Gradio should ask for, or ``None`` on loopback without credentials.
+
+    Binding to any other address without a login would hand the projects (and the machine's disk via
+    imports) to the network, so that start is refused with :class:`AuthRequired`.
+    """
+    username = username or os.environ.get(USERNAME_ENV) or None
+    password = password or os.environ.get(PASSWORD_ENV) or None
+    if username and password:
+        return (username, password)
+    if is_loopback(host):
+        if username or password:
+            raise AuthRequired("Give both a username and a password, or neither.")
+        return None
+    raise AuthRequired(
+        f"Refusing to listen on {host}: other machines could reach the studio without a login.\n"
+        f"Set a login with --username/--password or the {USERNAME_ENV}/{PASSWORD_ENV} environment "
+        f"variables, or bind to {DEFAULT_HOST}."
+    )
+
+
+def display_url(host: str, port: int) -> str:
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    if ":" in shown and not shown.startswith("["):
+        shown = f"[{shown}]"
+    return f"http://{shown}:{port}/"
+
+
+def prepare_projects(root: Path, with_demo: bool = True) -> str | None:
+    """Create the projects folder (and the demo project on first start). Returns the demo slug."""
+    root.mkdir(parents=True, exist_ok=True)
+    if not with_demo:
+        return None
+    from studio.services.demo import ensure_demo_project
+
+    slug = ensure_demo_project(root)
+    if slug:
+        print(f"Created the demo project '{slug}' in {root}", flush=True)
+    return slug
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        auth = resolve_auth(args.host, args.username, args.password)
+    except AuthRequired as exc:
+        print(f"rfdetr-studio: {exc.code}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no network calls from a local tool
+    root = (args.projects_dir or default_projects_dir()).expanduser().resolve()
+    # Sequential on purpose: making the demo in a thread while Gradio imports measured no faster on
+    # 2 busy cores (bench/cold_start.py), and one thread keeps start-up errors simple.
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        print(f"rfdetr-studio: cannot use projects folder {root}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        prepare_projects(root, with_demo=not args.no_demo)
+    except Exception as exc:  # noqa: BLE001 - the studio is usable without its demo
+        print(f"rfdetr-studio: warning: the demo project could not be created: {exc}", file=sys.stderr)
+
+    from studio.app import build_app, launch_kwargs
+
+    app = build_app(root)
+    try:
+        app.launch(
+            server_name=args.host,
+            server_port=args.port,
+            auth=auth,
+            prevent_thread_lock=True,
+            quiet=True,
+            **launch_kwargs(),
+        )
+    except OSError as exc:
+        print(f"rfdetr-studio: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    url = display_url(args.host, args.port)
+    print(f"RF-DETR Studio is running at {url}  (projects in {root}; Ctrl+C to stop)", flush=True)
+    if not args.no_browser:
+        webbrowser.open(url)
+    try:
+        app.block_thread()
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
