@@ -25,7 +25,7 @@ from PIL import Image as PILImage
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
-from .migrations import migrate
+from .migrations import LATEST_VERSION, current_version, migrate
 from .models import Image, Project
 
 DB_NAME = "project.db"
@@ -100,8 +100,13 @@ class ProjectStore:
     @classmethod
     def _connect(cls, project_dir: Path, busy_timeout_ms: int) -> ProjectStore:
         engine = _make_engine(project_dir / DB_NAME, busy_timeout_ms)
-        with engine.begin() as conn:
-            migrate(conn)
+        # Check the version under a plain read first: opening an up-to-date project (the Projects list
+        # does it for every project) must not queue behind a trainer that holds the write lock.
+        with engine.execution_options(studio_readonly=True).begin() as conn:
+            up_to_date = current_version(conn) == LATEST_VERSION
+        if not up_to_date:
+            with engine.begin() as conn:
+                migrate(conn)
         return cls(project_dir, engine)
 
     def close(self) -> None:
