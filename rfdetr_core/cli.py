@@ -1,0 +1,80 @@
+"""``rfdetr-core`` command line. Subcommands: ``predict`` (``fit``/``validate``/``test`` come later).
+
+Example::
+
+    rfdetr-core predict --weights runs/x/checkpoint_best_total.pth images/*.jpg --threshold 0.4 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+_VARIANTS = ("nano", "small", "medium", "base", "large")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="rfdetr-core", description="RF-DETR object detection (rfdetr_core).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    pred = sub.add_parser("predict", help="detect objects in images and print/save them as JSON")
+    pred.add_argument("images", nargs="+", help="image files")
+    src = pred.add_mutually_exclusive_group(required=True)
+    src.add_argument("--weights", help="checkpoint .pth (variant inferred from it)")
+    src.add_argument("--variant", choices=_VARIANTS, help="official COCO-pretrained variant (downloads if needed)")
+    pred.add_argument("--threshold", type=float, default=0.5, help="minimum confidence (default 0.5)")
+    pred.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: the config's)")
+    pred.add_argument("--json", dest="json_path", help="write results to this file instead of stdout")
+    pred.add_argument("--trust-checkpoint", action="store_true",
+                      help="allow a full-pickle load of a checkpoint the safe loader refuses (trusted files only)")
+    return parser
+
+
+def _load_model(args: argparse.Namespace):
+    import rfdetr_core
+
+    extra = {"device": args.device} if args.device else {}
+    if args.weights:
+        return rfdetr_core.RFDETR.from_checkpoint(args.weights, trust_checkpoint=args.trust_checkpoint, **extra)
+    cls = getattr(rfdetr_core, f"RFDETR{args.variant.capitalize()}")
+    return cls(**extra)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    model = _load_model(args)
+    records = []
+    for image in args.images:
+        det = model.predict(image, threshold=args.threshold, include_source_image=False)
+        records.append({
+            "image": image,
+            "detections": [
+                {"class_id": int(cid), "class_name": str(name), "confidence": round(float(conf), 5),
+                 "xyxy": [round(float(v), 2) for v in box]}
+                for box, conf, cid, name in zip(det.xyxy, det.confidence, det.class_id, det.data["class_name"],
+                                                strict=True)
+            ],
+        })
+    text = json.dumps(records, indent=2)
+    if args.json_path:
+        Path(args.json_path).write_text(text + "\n", encoding="utf-8")
+        print(f"wrote {sum(len(r['detections']) for r in records)} detections for {len(records)} image(s) "
+              f"to {args.json_path}")
+    else:
+        print(text)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``rfdetr-core`` console script."""
+    args = _build_parser().parse_args(argv)
+    try:
+        return _predict(args)
+    except (FileNotFoundError, ValueError, RuntimeError) as exc:
+        print(f"rfdetr-core {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
