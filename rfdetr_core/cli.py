@@ -1,4 +1,4 @@
-"""``rfdetr-core`` command line. Subcommands: ``predict`` (``fit``/``validate``/``test`` come later).
+"""``rfdetr-core`` command line. Subcommands: ``predict`` and ``export``.
 
 Example::
 
@@ -29,6 +29,9 @@ def _build_parser() -> argparse.ArgumentParser:
     pred.add_argument("--json", dest="json_path", help="write results to this file instead of stdout")
     pred.add_argument("--trust-checkpoint", action="store_true",
                       help="allow a full-pickle load of a checkpoint the safe loader refuses (trusted files only)")
+    from rfdetr_core.export.cli import add_export_parser
+
+    add_export_parser(sub)
     return parser
 
 
@@ -70,6 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``rfdetr-core`` console script."""
     args = _build_parser().parse_args(argv)
     try:
+        if args.command == "export":
+            return args.handler(args)
         return _predict(args)
     except (FileNotFoundError, ValueError, RuntimeError) as exc:
         print(f"rfdetr-core {args.command}: error: {exc}", file=sys.stderr)

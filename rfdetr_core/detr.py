@@ -259,15 +259,35 @@ class RFDETR:
         ckpt_io.save_checkpoint(path, state=self.model.model.state_dict(), args=self.checkpoint_args(),
                                 model_name=type(self).__name__, extra=extra)
 
+    def export(self, output_dir: str | os.PathLike[str] = "output", infer_dir: str | None = None,
+               backbone_only: bool = False, opset_version: int = 17, verbose: bool = True,
+               shape: tuple[int, int] | None = None, batch_size: int = 1, dynamic_batch: bool = False,
+               patch_size: int | None = None, format: str = "onnx", quantization: str | None = None,
+               calibration_data: Any = None, max_images: int = 100, *, notes: Any = None,
+               verify: bool = True, validation: Any = None, strict: bool = True) -> Any:
+        """Export to ONNX or TFLite and verify the artefact against this model (see rfdetr_core.export)."""
+        from rfdetr_core.export import export_model
+
+        return export_model(
+            self, output_dir, format=format, infer_dir=infer_dir, backbone_only=backbone_only,
+            opset_version=opset_version, shape=shape, batch_size=batch_size, dynamic_batch=dynamic_batch,
+            patch_size=patch_size, quantization=quantization, calibration_data=calibration_data,
+            max_images=max_images, notes=notes, verify=verify, validation=validation, strict=strict,
+            progress=print if verbose else (lambda _msg: None),
+        )
+
     def export_for_roboflow(self, output_dir: str | os.PathLike[str]) -> None:
         """Write ``weights.pt`` (with ``class_names`` embedded in ``args``) and ``class_names.txt``."""
-        os.makedirs(output_dir, exist_ok=True)
-        with open(os.path.join(output_dir, "class_names.txt"), "w", encoding="utf-8", newline="\n") as fh:
-            fh.write("\n".join(self.class_names))
-        args = self.checkpoint_args()
-        args["class_names"] = self.class_names
-        ckpt_io.save_checkpoint(os.path.join(output_dir, "weights.pt"), state=self.model.model.state_dict(),
-                                args=args)
+        from rfdetr_core.export import export_for_roboflow
+
+        export_for_roboflow(self, output_dir)
+
+    def deploy_to_roboflow(self, workspace: str, project_id: str, version: int | str,
+                           api_key: str | None = None, size: str | None = None) -> None:
+        """Upload the bundle to Roboflow (needs the ``roboflow`` SDK and an API key)."""
+        from rfdetr_core.export import deploy_to_roboflow
+
+        deploy_to_roboflow(self, workspace, project_id, version, api_key=api_key, size=size)
 
     def train(self, **kwargs: Any) -> None:
         """Fine-tune this model in place on ``dataset_dir`` (keywords: :class:`TrainConfig` fields plus

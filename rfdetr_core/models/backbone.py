@@ -59,11 +59,25 @@ class Embeddings(nn.Module):
         self.num_windows = num_windows
         self.num_registers = num_registers
 
+    def prepare_export(self, shape: tuple[int, int]) -> None:
+        """Freeze the position table resized for ``shape`` (H, W) into a constant.
+
+        ONNX has no antialiased bicubic resize; the exporter calls this on its private copy of the
+        network so the graph holds the already-resized table instead.
+        """
+        p = self.patch_embeddings.projection.stride[0]
+        grid = (shape[0] // p, shape[1] // p)
+        self._export_pos = (grid, resize_patch_pos_embed(self.position_embeddings, grid).detach())
+
     def forward(self, images: Tensor) -> Tensor:
         """``(B, 3, H, W) -> (B * nw**2, 1 + registers + (H/p/nw) * (W/p/nw), C)``."""
         patches = self.patch_embeddings(images.to(self.patch_embeddings.projection.weight.dtype))
         batch, dim, grid_h, grid_w = patches.shape
-        pos = resize_patch_pos_embed(self.position_embeddings, (grid_h, grid_w))
+        frozen = getattr(self, "_export_pos", None)
+        if frozen is not None and frozen[0] == (grid_h, grid_w):
+            pos = frozen[1]
+        else:
+            pos = resize_patch_pos_embed(self.position_embeddings, (grid_h, grid_w))
         nw = self.num_windows
         win_h, win_w = grid_h // nw, grid_w // nw
         # (B, C, gh, gw) -> (B, nw_y, nw_x, win_h, win_w, C): one copy writes the windowed layout.
