@@ -1,0 +1,151 @@
+"""Label page driven in headless Chromium against the real app: draw, class, save, reload, conflicts."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+
+import pytest
+from playwright.sync_api import Page, expect
+from sqlalchemy import select
+
+from studio.services.projects import open_store
+from studio.store.models import Annotation, Category, Image
+
+pytestmark = pytest.mark.browser
+DEMO = "demo-shapes"
+
+
+def _open_label_tab(page: Page) -> None:
+    """Open the demo project (other tests create projects) and its Label tab at image 1."""
+    page.locator("#projects-select input").first.click()
+    page.locator("li[data-testid=dropdown-option]", has_text=f"({DEMO})").first.click()
+    page.locator("#projects-open").click()
+    expect(page.locator("#current-project")).to_contain_text("Demo shapes")
+    page.get_by_role("tab", name="Label").click()
+    _settle(page)
+    expect(page.locator("#label-position")).to_have_text(re.compile(r"1 / \d+"))
+
+
+def _settle(page: Page) -> None:
+    """Wait until the Label view has no pending update (selecting a tab reloads it; a click sent
+    before that reload finished would be undone by it). Gradio marks pending outputs client-side at
+    once, so a short pause is enough for the marker to appear."""
+    page.wait_for_timeout(300)
+    tracker = page.locator("#label-position [data-testid=status-tracker]")
+    expect(tracker).to_have_class(re.compile(r"\bhide\b"))
+
+
+def _go_to(page: Page, position: int) -> None:
+    for i in range(2, position + 1):
+        page.locator("#label-next").click()
+        expect(page.locator("#label-position")).to_have_text(re.compile(rf"{i} / \d+"))
+
+
+def _draw_box(page: Page, dx: int = 0) -> tuple[float, float]:
+    """Switch the editor to create mode and drag a box with the mouse near the image centre.
+
+    Returns the screen point of its bottom-right corner."""
+    page.locator("#label-editor button[title^='Create box']").click()
+    bb = page.locator("#label-editor canvas").bounding_box()
+    assert bb is not None
+    cx, cy = bb["x"] + bb["width"] / 2 + dx, bb["y"] + bb["height"] / 2
+    page.mouse.move(cx - 60, cy - 50)
+    page.mouse.down()
+    page.mouse.move(cx - 30, cy - 20, steps=4)
+    page.mouse.move(cx, cy, steps=4)
+    page.mouse.up()
+    return cx, cy
+
+
+def _set_class(page: Page, x: float, y: float, name: str) -> None:
+    """Double-click the box at (x, y) in move mode and pick its class in the editor's dialog."""
+    page.locator("#label-editor button[title^='Drag boxes']").click()
+    page.mouse.dblclick(x, y)
+    dialog = page.locator("#label-editor #model-box-edit")
+    dialog.locator("input[aria-label=Label]").click()
+    page.locator("#label-editor ul.options li").filter(has_text=name).first.click()
+    expect(dialog.locator("input[aria-label=Label]")).to_have_value(name)
+    dialog.get_by_role("button", name="OK").click()
+    expect(dialog).to_be_hidden()
+
+
+def _boxes_in_store(projects_dir, image_name: str) -> list[tuple[str, float, float]]:  # noqa: ANN001
+    with open_store(projects_dir, DEMO) as store, store.session(readonly=True) as s:
+        rows = s.execute(
+            select(Category.name, Annotation.w, Annotation.h)
+            .join(Annotation, Annotation.category_id == Category.id)
+            .join(Image, Image.id == Annotation.image_id)
+            .where(Image.original_name == image_name, Annotation.source == "gt")
+        ).all()
+    return [tuple(r) for r in rows]
+
+
+def _image_name(page: Page) -> str:
+    return page.locator("#label-image-info strong").first.inner_text()
+
+
+def test_draw_box_set_class_save_and_reload(page: Page, studio_server) -> None:  # noqa: ANN001
+    _open_label_tab(page)
+    _go_to(page, 2)
+    name = _image_name(page)
+    info = page.locator("#label-image-info")
+    n_before = int(re.search(r"(\d+) box\(es\)", info.inner_text()).group(1))
+    stored_before = Counter(c for c, _w, _h in _boxes_in_store(studio_server.projects_dir, name))
+    assert sum(stored_before.values()) == n_before
+    expect(page.locator("#label-shortcuts")).to_contain_text("next")
+
+    page.locator("body").press("2")  # keyboard shortcut: class 2
+    radios = page.locator("#label-class input[type=radio]")
+    expect(radios.nth(1)).to_be_checked()
+
+    cls_name = page.locator("#label-class label").nth(2).inner_text().split("·")[-1].strip()
+    cx, cy = _draw_box(page)  # labelled "(new box)": it would get class 2 on save…
+    _set_class(page, cx - 40, cy - 30, cls_name)  # …but we give it class 3 in the editor
+    page.locator("#label-save").click()
+    expect(page.locator("#label-message")).to_contain_text("Saved: 1 added")
+    expect(info).to_contain_text(f"{n_before + 1} box(es)")
+    stored = _boxes_in_store(studio_server.projects_dir, name)
+    assert Counter(c for c, _w, _h in stored) - stored_before == Counter({cls_name: 1})
+    assert any(c == cls_name and w > 20 and h > 20 for c, w, h in stored)  # drawn ~60x50 screen px
+
+    page.reload()
+    page.wait_for_selector("#studio-tabs")
+    _open_label_tab(page)
+    _go_to(page, 2)
+    expect(page.locator("#label-image-info")).to_contain_text(name)
+    expect(page.locator("#label-image-info")).to_contain_text(f"{n_before + 1} box(es)")
+
+
+def test_two_tabs_second_save_is_refused(page: Page, browser, studio_server) -> None:  # noqa: ANN001
+    other_ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    other = other_ctx.new_page()
+    other.goto(studio_server.url)
+    other.wait_for_selector("#studio-tabs")
+    try:
+        for p in (page, other):
+            _open_label_tab(p)
+            _go_to(p, 3)
+        name = _image_name(page)
+        assert _image_name(other) == name
+        n_before = len(_boxes_in_store(studio_server.projects_dir, name))
+
+        _draw_box(page, dx=-40)
+        page.locator("#label-save").click()
+        expect(page.locator("#label-message")).to_contain_text("Saved: 1 added")
+
+        _draw_box(other, dx=60)
+        other.locator("#label-save").click()
+        msg = other.locator("#label-message")
+        expect(msg).to_contain_text("Not saved")
+        expect(msg).to_contain_text("changed this image since you opened it")
+        # the refused tab now shows the current state (the first tab's box), and nothing was overwritten
+        expect(other.locator("#label-image-info")).to_contain_text(f"{n_before + 1} box(es)")
+        assert len(_boxes_in_store(studio_server.projects_dir, name)) == n_before + 1
+
+        # moving on from the refused tab does not save its stale edit either
+        other.locator("#label-next").click()
+        expect(other.locator("#label-position")).to_have_text(re.compile(r"4 / \d+"))
+        assert len(_boxes_in_store(studio_server.projects_dir, name)) == n_before + 1
+    finally:
+        other_ctx.close()
