@@ -15,6 +15,11 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import Tensor, nn
 
+#: Dtypes whose CPU ``grid_sample`` kernel reads a strided (permuted) input correctly. The bfloat16
+#: and float16 CPU kernels (torch 2.15) return garbage for such an input — values of 1e12 and NaN,
+#: not rounding noise — so those dtypes get a contiguous copy; float32/float64 keep the free view.
+_STRIDED_GRID_SAMPLE_DTYPES = (torch.float32, torch.float64)
+
 
 class MSDeformAttn(nn.Module):
     """Deformable attention over ``n_levels`` flattened feature maps.
@@ -77,9 +82,11 @@ class MSDeformAttn(nn.Module):
         sampled = []
         start = 0
         for level, (height, width) in enumerate(spatial_shapes):
-            # (B, h*w, H, d) -> (B*H, d, h, w); free for batch 1, one small copy otherwise.
+            # (B, h*w, H, d) -> (B*H, d, h, w); a free view for batch 1 in float32, a small copy otherwise.
             value_l = value[:, start:start + height * width].view(batch, height, width, heads, head_dim)
             value_l = value_l.permute(0, 3, 4, 1, 2).reshape(batch * heads, head_dim, height, width)
+            if value_l.dtype not in _STRIDED_GRID_SAMPLE_DTYPES:
+                value_l = value_l.contiguous()
             grid_l = grids[:, :, :, level].reshape(batch * heads, num_q, points, 2)
             sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros",
                                          align_corners=False))
