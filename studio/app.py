@@ -15,10 +15,10 @@ from typing import Any
 
 import gradio as gr
 
-from studio.pages import PageContext, PageHooks, classes, data, guarded, projects
+from studio.pages import PageContext, PageHooks, augment, classes, data, guarded, label, projects, train
 from studio.services.projects import list_projects
 
-PAGES = [projects, data, classes]
+PAGES = [projects, data, classes, label, augment, train]
 CSS_PATH = Path(__file__).resolve().parents[1] / "assets" / "studio.css"
 BROWSER_KEY = "rfdetr-studio-project"
 

@@ -194,9 +194,16 @@ CREATE INDEX ix_prediction_run_image ON prediction (run_id, image_id);
 # Version 2: predictions remember which checkpoint of a run produced them (best / last / ...).
 _V2 = "ALTER TABLE prediction ADD COLUMN checkpoint VARCHAR(200)"
 
+# Version 3: a run's live progress (written by the trainer) and the UI's stop request.
+_V3 = """
+ALTER TABLE run ADD COLUMN progress JSON NOT NULL DEFAULT '{}';
+ALTER TABLE run ADD COLUMN stop_requested BOOLEAN NOT NULL DEFAULT 0
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _run_script(_V1)),
     Migration(2, "prediction.checkpoint", _run_script(_V2)),
+    Migration(3, "run.progress, run.stop_requested", _run_script(_V3)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

@@ -21,6 +21,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     CheckConstraint,
     DateTime,
     Float,
@@ -191,6 +192,10 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Schema 3: live progress written by the trainer (step, total_steps, eta_s, lr ...) and the UI's
+    # stop request, in their own columns so the two processes never overwrite each other's JSON.
+    progress: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    stop_requested: Mapped[bool] = mapped_column(Boolean, default=False)
 
     metrics: Mapped[list[RunMetric]] = relationship(cascade="all, delete-orphan", passive_deletes=True)
 
