@@ -11,6 +11,7 @@ import gradio as gr
 
 from studio.pages import PageContext, PageHooks, guarded, open_project
 from studio.services import augment as aug
+from studio.services.report import StudioError
 from studio.services.runs import load_train_settings
 from studio.services.train_defaults import MODEL_SIZES
 
@@ -92,7 +93,10 @@ def build(ctx: PageContext) -> PageHooks:
             return [*[gr.skip()] * len(knob_list), [], "No project open."]
         with open_project(root, slug) as store:
             settings = aug.load_settings(store)
-        items, text = _grid(slug, settings, 0)
+        try:
+            items, text = _grid(slug, settings, 0)
+        except StudioError as exc:  # e.g. a new project with no images yet: show why, not an error
+            items, text = [], str(exc)
         return [*[settings[k] for k in names], items, text]
 
     @guarded
