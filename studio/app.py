@@ -10,6 +10,7 @@ every page refreshes; selecting a tab refreshes that page, so counts are never s
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +69,11 @@ def build_app(root: Path) -> gr.Blocks:
         def on_project(slug: str | None):
             values: list[Any] = [_header_text(root, slug), slug]
             for _, hook in hooks:
-                out = hook.refresh(slug)
+                try:
+                    out = hook.refresh(slug)
+                except Exception:  # noqa: BLE001 - one page's failure must not blank every page
+                    logging.getLogger(__name__).exception("refreshing a page for project %r failed", slug)
+                    out = [gr.skip()] * len(hook.outputs)
                 values.extend(out if isinstance(out, tuple | list) else [out])
             return values
 
