@@ -1,4 +1,4 @@
-"""``rfdetr-core`` command line. Subcommands: ``predict`` and ``export``.
+"""``rfdetr-core`` command line. Subcommands: ``train``, ``fit``, ``validate``, ``test``, ``predict`` and ``export``.
 
 Example::
 
@@ -69,8 +69,28 @@ def _predict(args: argparse.Namespace) -> int:
     return 0
 
 
+_LIGHTNING_PREDICT_FLAGS = ("--config", "--ckpt_path", "--model.", "--data.", "--trainer.")
+
+
+def _is_training_command(argv: Sequence[str]) -> bool:
+    if argv[0] in ("train", "fit", "validate", "test"):
+        return True
+    return argv[0] == "predict" and any(a.startswith(_LIGHTNING_PREDICT_FLAGS) for a in argv[1:])
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the ``rfdetr-core`` console script."""
+    """Entry point of the ``rfdetr-core`` console script.
+
+    ``train`` and the Lightning subcommands (``fit``/``validate``/``test``, and ``predict`` given a
+    Lightning config or checkpoint) go to :mod:`rfdetr_core.training.cli`; image ``predict`` and
+    ``export`` are handled here.
+    """
+    from_sys = argv is None
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and _is_training_command(argv):
+        from rfdetr_core.training.cli import main as training_main
+
+        return training_main(None if from_sys else argv)
     args = _build_parser().parse_args(argv)
     try:
         if args.command == "export":
