@@ -124,6 +124,7 @@ class RFDETR:
         pinned = "num_classes" in kwargs
         if not pinned and isinstance(args_classes, int) and ckpt.head_classes in (None, args_classes):
             kwargs["num_classes"] = args_classes
+        kwargs.update(_saved_architecture(ckpt, variant, given=kwargs))
         kwargs["pretrain_weights"] = os.fspath(path)
         model = variant(**kwargs, _checkpoint=ckpt)
         if not pinned:  # checkpoint-derived, so train() may still adapt the head to a dataset
@@ -295,6 +296,32 @@ class RFDETR:
         from rfdetr_core.training.train_api import run_training
 
         run_training(self, **kwargs)
+
+
+#: Architecture fields a checkpoint may change from its variant's defaults (reduced or widened models).
+_ARCHITECTURE_FIELDS = ("vit_encoder_num_layers", "out_feature_indexes", "dec_layers", "hidden_dim",
+                        "dim_feedforward", "num_queries", "group_detr", "sa_nheads", "ca_nheads",
+                        "dec_n_points", "projector_scale")
+
+
+def _saved_architecture(ckpt: ckpt_io.Checkpoint, variant: type[RFDETR], given: dict[str, Any]) -> dict[str, Any]:
+    """The architecture fields where the checkpoint differs from ``variant``'s defaults.
+
+    Counts the tensors pin down (layers, queries, widths) win over ``args``, which released
+    checkpoints sometimes carry stale; the caller's own keywords win over both.
+    """
+    from rfdetr_core.models.args import facts_from_state_dict
+
+    facts = facts_from_state_dict(ckpt.state)
+    defaults = variant._model_config_class()
+    out: dict[str, Any] = {}
+    for name in _ARCHITECTURE_FIELDS:
+        value = facts.get(name, ckpt.args.get(name))
+        if name in given or value is None:
+            continue
+        if value != getattr(defaults, name):
+            out[name] = list(value) if isinstance(value, tuple) else value
+    return out
 
 
 class _TupleOutputs(nn.Module):

@@ -225,3 +225,24 @@ def test_resolution_change_resamples_position_embeddings(nano_ref, nano_file: Pa
     torch.testing.assert_close(ours.model.model.state_dict()[key], ref.model.model.state_dict()[key])
     got, expected = ours.predict(image, threshold=0.0), ref.predict(image, threshold=0.0)
     np.testing.assert_allclose(np.sort(got.confidence), np.sort(expected.confidence), atol=1e-4)
+
+
+def test_reduced_architecture_round_trips_without_arguments(tmp_path: Path) -> None:
+    """A checkpoint of a non-default architecture rebuilds that architecture from the file alone."""
+    torch.manual_seed(0)
+    tiny = dict(vit_encoder_num_layers=2, out_feature_indexes=[1, 2], num_queries=20, group_detr=2,
+                dec_layers=2, dim_feedforward=256, hidden_dim=128, num_classes=3)
+    model = RFDETRNano(pretrain_weights=None, **tiny)
+    path = tmp_path / "tiny.pth"
+    model.save_checkpoint(path)
+
+    loaded = RFDETR.from_checkpoint(path)
+
+    assert type(loaded) is RFDETRNano
+    for name, value in tiny.items():
+        assert getattr(loaded.model_config, name) == value, name
+    image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    a = model.predict(image, threshold=0.0)
+    b = loaded.predict(image, threshold=0.0)
+    np.testing.assert_array_equal(a.xyxy, b.xyxy)
+    np.testing.assert_array_equal(a.confidence, b.confidence)
