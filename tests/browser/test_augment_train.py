@@ -76,7 +76,8 @@ def test_train_tiny_run_live_plot_stop_and_table(browser, tiny_server: StudioSer
         expect(page.locator("#train-defaults-why")).to_contain_text("training images")
         expect(page.locator("#train-model-size")).to_contain_text("30.5 M parameters")
         page.locator("#train-advanced").get_by_text("Advanced settings").click()
-        for elem_id, value in (("train-epochs", "3"), ("train-batch", "8"), ("train-resolution", "64")):
+        # many epochs: the Stop click, not the end of training, must finish the run (no race on a fast machine)
+        for elem_id, value in (("train-epochs", "300"), ("train-batch", "8"), ("train-resolution", "64")):
             _fill(page, elem_id, value)
         page.locator("#train-pretrained").get_by_text("From scratch").click()
         page.locator("#train-start").click()
