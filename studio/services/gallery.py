@@ -56,7 +56,8 @@ class GalleryPage:
         return f"Page {self.page + 1} of {self.n_pages} · images {first}–{first + len(self.items) - 1} of {self.total}"
 
 
-def _with_descendants(store: ProjectStore, category_id: int) -> list[int]:
+def with_descendants(store: ProjectStore, category_id: int) -> list[int]:
+    """``category_id`` and every class below it: filtering by a parent class shows its sub-classes too."""
     with store.session(readonly=True) as s:
         pairs = s.execute(select(Category.id, Category.parent_id)).all()
     ids, frontier = {category_id}, {category_id}
@@ -66,7 +67,8 @@ def _with_descendants(store: ProjectStore, category_id: int) -> list[int]:
     return sorted(ids)
 
 
-def _filtered(stmt: Select, split: str | None, category_ids: list[int] | None) -> Select:
+def filter_images(stmt: Select, split: str | None, category_ids: list[int] | None) -> Select:
+    """Restrict an ``Image`` query to a split (or ``"unassigned"``) and to images with a gt box of the classes."""
     if split == UNASSIGNED:
         stmt = stmt.where(Image.split.is_(None))
     elif split:
@@ -98,9 +100,9 @@ def query_images(
     """
     if page_size < 1:
         raise StudioError("page_size must be at least 1.")
-    cat_ids = _with_descendants(store, category_id) if category_id is not None else None
+    cat_ids = with_descendants(store, category_id) if category_id is not None else None
     with store.session(readonly=True) as s:
-        total = s.scalar(_filtered(select(func.count(Image.id)), split, cat_ids)) or 0
+        total = s.scalar(filter_images(select(func.count(Image.id)), split, cat_ids)) or 0
         n_pages = max(1, math.ceil(total / page_size))
         page = min(max(0, page), n_pages - 1)
         n_boxes = (
@@ -108,7 +110,7 @@ def query_images(
             .where(Annotation.image_id == Image.id, Annotation.source == "gt")
             .scalar_subquery()
         )
-        stmt = _filtered(select(Image, n_boxes), split, cat_ids).order_by(Image.id)
+        stmt = filter_images(select(Image, n_boxes), split, cat_ids).order_by(Image.id)
         rows = s.execute(stmt.offset(page * page_size).limit(page_size)).all()
     items = [GalleryItem(im.id, im.original_name, im.split, im.width, im.height, n) for im, n in rows]
     return GalleryPage(items, total, page, page_size)

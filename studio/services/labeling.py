@@ -23,11 +23,12 @@ from pathlib import Path
 
 from sqlalchemy import exists, select, update
 
+from studio.services.gallery import UNASSIGNED as UNASSIGNED  # re-exported for the Label page
+from studio.services.gallery import filter_images, with_descendants
 from studio.services.report import ImportReport, StudioError
 from studio.store.db import ProjectStore
-from studio.store.models import SPLITS, Annotation, Category, Image, ImageProblem, utcnow
+from studio.store.models import Annotation, Category, Image, ImageProblem, utcnow
 
-UNASSIGNED = "unassigned"
 #: Two boxes closer than this (pixels, every side) are the same box: the editor rounds to integers.
 SAME_BOX_PX = 0.51
 #: A changed box is matched to a stored one when they overlap at least this much (IoU).
@@ -104,36 +105,15 @@ def queue(
     ``split`` is a split name, ``"unassigned"`` or None; ``category_id`` keeps images with a ground-truth
     box of that class (or of a sub-class); ``has_problems`` keeps images with import problems.
     """
-    stmt = select(Image.id)
-    if split == UNASSIGNED:
-        stmt = stmt.where(Image.split.is_(None))
-    elif split:
-        if split not in SPLITS:
-            raise StudioError(f"Unknown split '{split}'.")
-        stmt = stmt.where(Image.split == split)
+    category_ids = with_descendants(store, category_id) if category_id is not None else None
+    stmt = filter_images(select(Image.id), split, category_ids)
     if status:
         stmt = stmt.where(Image.status == status)
     if has_problems:
         stmt = stmt.where(exists().where(ImageProblem.image_id == Image.id))
     with store.session(readonly=True) as s:
-        if category_id is not None:
-            ids = _with_descendants(s, category_id)
-            stmt = stmt.where(
-                exists().where(
-                    Annotation.image_id == Image.id, Annotation.source == "gt", Annotation.category_id.in_(ids)
-                )
-            )
         stmt = stmt.order_by((Image.status != "unlabeled"), Image.id)
         return list(s.scalars(stmt))
-
-
-def _with_descendants(session, category_id: int) -> list[int]:  # noqa: ANN001 - SQLAlchemy Session
-    pairs = session.execute(select(Category.id, Category.parent_id)).all()
-    ids, frontier = {category_id}, {category_id}
-    while frontier:
-        frontier = {cid for cid, pid in pairs if pid in frontier and cid not in ids}
-        ids |= frontier
-    return sorted(ids)
 
 
 def position_text(ids: Sequence[int], image_id: int | None) -> str:
