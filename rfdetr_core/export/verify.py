@@ -27,13 +27,16 @@ from rfdetr_core.export.source import ExportSource
 
 logger = logging.getLogger(__name__)
 
-# Per artefact kind. fp32 artefacts must agree numerically; reduced precision is judged on detections
-# (and mAP when labels exist), because its raw values legitimately drift. Integer quantisation of a
+# Per artefact kind. ONNX (same kernels' arithmetic) must agree numerically. TFLite fp32 runs other
+# kernels: its ~1e-6 drift can swap two near-tied two-stage proposals, and the query fed by the swapped
+# proposal then differs entirely (measured on a tiny trained model: max |diff| 0.16 while the top
+# detections matched 100 % within 0.1 px and mAP agreed to 1e-3), so it is judged like reduced precision:
+# on detections (and mAP when labels exist), with the raw differences kept in the report. Integer quantisation of a
 # transformer can reorder near-equal scores completely, so int8 is judged on mAP (needs labels); without
 # labels its report carries a warning instead of a pass/fail on detection agreement.
 TOLERANCES: dict[str, dict[str, float | None]] = {
     "onnx": {"boxes_atol": 1e-3, "logits_atol": 1e-3, "min_match_rate": 0.95, "max_map_drop": 0.01},
-    "tflite-fp32": {"boxes_atol": 5e-3, "logits_atol": 5e-2, "min_match_rate": 0.9, "max_map_drop": 0.01},
+    "tflite-fp32": {"boxes_atol": None, "logits_atol": None, "min_match_rate": 0.9, "max_map_drop": 0.01},
     "tflite-fp16": {"boxes_atol": None, "logits_atol": None, "min_match_rate": 0.8, "max_map_drop": 0.02},
     "tflite-int8": {"boxes_atol": None, "logits_atol": None, "min_match_rate": 0.0, "max_map_drop": 0.10},
 }
