@@ -70,6 +70,22 @@ def build_model(settings: dict[str, Any]):  # noqa: ANN201 - an RFDETR variant
     return VARIANTS[f"RFDETR{settings.get('model_size', 'Nano')}"](**kwargs)
 
 
+def model_class_names(settings: dict[str, Any], dataset_dir: Path) -> list[str]:
+    """The classes the model is trained on, in label order (what ``train()`` will use): an explicit
+    ``class_names`` override, else the snapshot's train split. Recorded on the run so the Review page
+    can map project categories to model outputs without opening the checkpoint. Empty when the
+    dataset cannot be read (training then fails with the dataset's own, clearer message)."""
+    names = (settings.get("train_overrides") or {}).get("class_names")
+    if names:
+        return [str(n) for n in names]
+    from rfdetr_core.data import DatasetError, load_class_names
+
+    try:
+        return load_class_names(dataset_dir)
+    except (DatasetError, OSError, ValueError):
+        return []
+
+
 def train_kwargs(settings: dict[str, Any], dataset_dir: Path, output_dir: Path) -> dict[str, Any]:
     """``train()`` arguments for a run's settings (augmentation from the project's Augment page)."""
     kwargs: dict[str, Any] = dict(
@@ -186,6 +202,7 @@ def run(project: Path, run_id: int) -> str:
         dataset_dir = project / r.dataset_snapshot["path"]
         r.status, r.pid, r.heartbeat_at, r.error = "running", os.getpid(), utcnow(), None
         r.started_at = r.started_at or utcnow()
+        r.class_names = model_class_names(settings, dataset_dir) or list(r.class_names or [])
     lr = LearningRate()
     reporter = RunReporter(store, run_id, output_dir, lr)
     progress = TrainingProgress(reporter, every_n_steps=1)

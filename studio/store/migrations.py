@@ -200,10 +200,33 @@ ALTER TABLE run ADD COLUMN progress JSON NOT NULL DEFAULT '{}';
 ALTER TABLE run ADD COLUMN stop_requested BOOLEAN NOT NULL DEFAULT 0
 """
 
+# Version 4: the Review page's record of each computed prediction set (run x checkpoint x split).
+_V4 = """
+CREATE TABLE prediction_set (
+    id INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    checkpoint VARCHAR(200) NOT NULL,
+    split VARCHAR(5) NOT NULL,
+    checkpoint_path TEXT NOT NULL,
+    checkpoint_mtime_ns INTEGER NOT NULL,
+    checkpoint_size INTEGER NOT NULL,
+    class_names JSON NOT NULL,
+    image_ids JSON NOT NULL,
+    n_images INTEGER NOT NULL,
+    n_predictions INTEGER NOT NULL,
+    seconds FLOAT NOT NULL,
+    created_at DATETIME NOT NULL,
+    PRIMARY KEY (id),
+    FOREIGN KEY(run_id) REFERENCES run (id) ON DELETE CASCADE
+);
+CREATE UNIQUE INDEX ux_prediction_set_key ON prediction_set (run_id, checkpoint, split)
+"""
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, "initial schema", _run_script(_V1)),
     Migration(2, "prediction.checkpoint", _run_script(_V2)),
     Migration(3, "run.progress, run.stop_requested", _run_script(_V3)),
+    Migration(4, "prediction_set", _run_script(_V4)),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

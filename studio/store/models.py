@@ -237,6 +237,33 @@ class Prediction(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class PredictionSet(Base):
+    """One computed set of stored predictions: run ``run_id``'s ``checkpoint`` over ``split``.
+
+    Schema 4 (Review page). ``image_ids`` and the checkpoint file's ``mtime_ns``/``size`` are what the
+    set was computed from, so the page can say the set is stale (images added to / removed from the
+    split, or the checkpoint rewritten) without running the model again. ``class_names`` are the
+    model's classes the rows' ``class_index`` refer to.
+    """
+
+    __tablename__ = "prediction_set"
+    __table_args__ = (Index("ux_prediction_set_key", "run_id", "checkpoint", "split", unique=True),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("run.id", ondelete="CASCADE"))
+    checkpoint: Mapped[str] = mapped_column(String(200))
+    split: Mapped[str] = mapped_column(String(5))
+    checkpoint_path: Mapped[str] = mapped_column(Text)
+    checkpoint_mtime_ns: Mapped[int] = mapped_column(Integer)
+    checkpoint_size: Mapped[int] = mapped_column(Integer)
+    class_names: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    image_ids: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    n_images: Mapped[int] = mapped_column(Integer)
+    n_predictions: Mapped[int] = mapped_column(Integer)
+    seconds: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Export(Base):
     """A written export (dataset or model bundle) and the checks run on it."""
 
@@ -265,6 +292,7 @@ __all__ = [
     "ImageProblem",
     "ImportRecord",
     "Prediction",
+    "PredictionSet",
     "Project",
     "Run",
     "RunMetric",
