@@ -16,10 +16,22 @@ from typing import Any
 
 import gradio as gr
 
-from studio.pages import PageContext, PageHooks, augment, classes, data, guarded, label, projects, train
+from studio.pages import (
+    PageContext,
+    PageHooks,
+    augment,
+    classes,
+    data,
+    export,
+    guarded,
+    label,
+    projects,
+    review,
+    train,
+)
 from studio.services.projects import list_projects
 
-PAGES = [projects, data, classes, label, augment, train]
+PAGES = [projects, data, classes, label, augment, train, review, export]
 CSS_PATH = Path(__file__).resolve().parents[1] / "assets" / "studio.css"
 BROWSER_KEY = "rfdetr-studio-project"
 
@@ -56,15 +68,16 @@ def build_app(root: Path) -> gr.Blocks:
         project = gr.State(None)
         remembered = gr.BrowserState(None, storage_key=BROWSER_KEY, secret="rfdetr-studio")
         header = gr.Markdown(_header_text(root, None), elem_id="current-project")
+        label_goto = gr.State(None)
         with gr.Tabs(elem_id="studio-tabs") as tabs:
-            ctx = PageContext(root, project, tabs, header, lambda slug: _header_text(root, slug))
+            ctx = PageContext(root, project, tabs, header, lambda slug: _header_text(root, slug), label_goto)
             hooks: list[tuple[gr.Tab, PageHooks]] = []
             for page in PAGES:
                 with gr.Tab(page.TITLE, id=page.TAB_ID, elem_id=page.TAB_ID) as tab:
                     hooks.append((tab, page.build(ctx)))
 
         for tab, hook in hooks:
-            tab.select(guarded(hook.refresh), [project], hook.outputs)
+            tab.select(guarded(hook.refresh), [project, *hook.select_inputs], hook.outputs)
 
         def on_project(slug: str | None):
             values: list[Any] = [_header_text(root, slug), slug]

@@ -14,7 +14,6 @@ from studio_run_fixtures import TINY_RUN, make_project
 from studio.services import runs, trainer_process
 from studio.store import ProjectStore, Run
 
-
 #: Enough training (~25 s on 2 cores) for a tiny model to make real, imperfect detections on the
 #: valid split (mAP@50 ≈ 0.3): true positives, false positives of every kind and misses all occur.
 LEARNING = {"epochs": 40, "lr": 1e-3, "train_overrides": {"lr_encoder": 1e-3, "lr_scheduler": "cosine"}}

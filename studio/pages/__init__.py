@@ -39,14 +39,20 @@ class PageContext:
     tabs: gr.Tabs
     header: gr.Markdown
     header_text: Callable[[str | None], str]
+    # ``{"image_id": id, "at": time}`` set by another page (Review's *Fix in editor*): the Label page
+    # opens that image; ``at`` makes every request a change even for the same image.
+    label_goto: gr.State | None = None
 
 
 @dataclass
 class PageHooks:
     """How the app refreshes a page: ``refresh(slug) -> values`` for ``outputs`` (same order)."""
 
-    refresh: Callable[[str | None], Any]
+    refresh: Callable[..., Any]
     outputs: list[gr.components.Component] = field(default_factory=list)
+    # Extra inputs passed to ``refresh`` (after the slug) when the tab is selected, so a page can keep
+    # what the user chose (e.g. Review's run and thresholds); a project change calls ``refresh(slug)``.
+    select_inputs: list[gr.components.Component] = field(default_factory=list)
 
 
 def guarded(fn: Callable) -> Callable:

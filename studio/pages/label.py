@@ -93,8 +93,8 @@ def _class_radio(classes: ed.LabelClasses, default_id: int | None) -> gr.Radio:
 
 
 def _info(state: lab.ImageState) -> str:
-    lines = [f"**{state.original_name}** · {state.width}×{state.height} · status **{state.status}** · "
-             f"{len(state.boxes)} box(es) · version {state.version}"]  # fmt: skip
+    lines = [f"**{state.original_name}** · image #{state.image_id} · {state.width}×{state.height} · "
+             f"status **{state.status}** · {len(state.boxes)} box(es) · version {state.version}"]  # fmt: skip
     if state.proposals:
         lines.append(f"{len(state.proposals)} proposal(s) to review (magenta).")
     lines += [f"⚠️ {p}" for p in state.problems]
@@ -272,6 +272,18 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return _open(store, slug, cur_, flt, cur_.get("image_id") if same else None, "", default_id)
 
     @guarded
+    def goto(slug, cur_, target):  # noqa: ANN001
+        """Open an image another page asked for (Review's *Fix in editor*), clearing the filters so it is
+        in the queue. Unsaved edits of the image shown before are not kept (the hidden editor cannot be
+        read reliably, see :func:`reload`)."""
+        if not slug or not target:
+            return [*[gr.skip()] * len(view), *[gr.skip()] * len(filters)]
+        with open_project(root, slug) as store:
+            msg = "Opened from Review: fix the boxes, save, then go back to Review to re-score."
+            out = _open(store, slug, cur_, _filters(ALL, ALL, ALL, False), int(target["image_id"]), msg, None)
+        return [*out, ALL, ALL, ALL, False]
+
+    @guarded
     def navigate(slug, cur_, hist, editor_v, default_id, split, cls, status, problems, step):  # noqa: ANN001
         with open_project(root, slug) as store:
             state, msg, conflict = _flush(store, slug, cur_, hist, editor_v, default_id)
@@ -443,4 +455,6 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         refilter, [*state_in, *filters], view
     ).then(ctx.header_text, [ctx.project], [ctx.header])
     token.change(reload, [*state_in, *filters], view)
+    if ctx.label_goto is not None:
+        ctx.label_goto.change(goto, [ctx.project, cur, ctx.label_goto], [*view, *filters])
     return PageHooks(refresh=refresh, outputs=[token, f_class, run_dd])

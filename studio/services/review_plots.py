@@ -27,8 +27,8 @@ MISSING = "—"
 #: Accepted keys of a per-class row (first present wins), so the table does not depend on one spelling.
 ROW_KEYS = {
     "Class": ("class", "name", "class_name", "Class"),
-    "AP@50:95": ("ap", "ap50_95", "ap_50_95", "map", "AP@50:95"),
-    "AP@50": ("ap50", "ap_50", "AP@50"),
+    "AP@50:95": ("ap", "ap50_95", "ap_50_95", "AP_50_95", "map", "AP@50:95"),
+    "AP@50": ("ap50", "ap_50", "AP_50", "AP@50"),
     "Precision": ("precision", "Precision"),
     "Recall": ("recall", "Recall"),
     "GT boxes": ("n_gt", "gt", "gt_boxes", "num_gt", "GT boxes"),
