@@ -277,7 +277,8 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         url = fob.launch_app(name)
         return (f"FiftyOne dataset **{summary.name}**: {summary.n_samples} samples, {summary.n_gt} ground-truth and "
                 f"{summary.n_predictions} predicted boxes; `evaluate_detections` (eval key `{summary.eval_key}`) "
-                f"mAP {summary.mAP:.4f}. **[Open the FiftyOne App]({url})** ({url})")  # fmt: skip
+                f"mAP {'—' if summary.mAP is None else format(summary.mAP, '.4f')}. "
+                f"**[Open the FiftyOne App]({url})** ({url})")  # fmt: skip
 
     inputs = [ctx.project, run_dd, split, conf, iou, f_class, f_kind, state]
     run_dd.input(pick_run, [ctx.project, run_dd, conf, iou, state], [split, *outputs])
