@@ -231,12 +231,14 @@ def test_pr_and_f1_figures():
 
 
 def test_ap_bar_and_table():
-    rows = [{"class": "cat", "ap": 0.123456, "ap50": 0.5, "precision": 0.66666, "recall": 1.0, "n_gt": 3},
+    rows = [{"class": "cat", "ap": 0.123456, "ap50": 0.5, "precision": 0.66666, "recall": 1.0, "n_gt": 3,
+             "best_conf": 0.41},
             {"class": "dog", "ap": None, "ap50": float("nan"), "precision": 0.0, "recall": None, "n_gt": 0}]  # fmt: skip
     table = rp.ap_table(rows)
-    assert list(table.columns) == ["Class", "AP@50:95", "AP@50", "Precision", "Recall", "GT boxes"]
-    assert table.iloc[0].tolist() == ["cat", 0.123, 0.5, 0.667, 1.0, 3]
-    assert table.iloc[1].tolist() == ["dog", "—", "—", 0.0, "—", 0]
+    assert list(table.columns) == ["Class", "AP@50:95", "AP@50", "Precision", "Recall", "GT boxes",
+                                   "F1-optimal conf"]  # fmt: skip
+    assert table.iloc[0].tolist() == ["cat", 0.123, 0.5, 0.667, 1.0, 3, 0.41]
+    assert table.iloc[1].tolist() == ["dog", "—", "—", 0.0, "—", 0, "—"]
     fig = rp.ap_bar_figure(rows)
     assert [d.name for d in fig.data] == ["AP@50:95", "AP@50"]
     assert list(fig.data[0].x) == ["cat", "dog"] and fig.data[0].y[0] == pytest.approx(0.123456)

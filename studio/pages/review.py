@@ -81,6 +81,13 @@ def _counts_html(totals: dict[str, Any], conf: float, iou: float, view: str = ""
     return f"<div class='review-counts' data-conf='{conf:g}' data-iou='{iou:g}' data-view='{view}'>{body}</div>"
 
 
+def _with_best_conf(rows: list[dict], best: dict[str, Any]) -> list[dict]:
+    """Per-class rows plus each class's own F1-optimal confidence (None for a class without ground truth)."""
+    per_class = best.get("per_class") or {}
+    return [{**row, "best_conf": (per_class.get(row["name"]) or {}).get("threshold") if row.get("num_gt") else None}
+            for row in rows]  # fmt: skip
+
+
 def _parse_cell(text: str | None) -> tuple[int, int] | None:
     try:
         row, col = (int(v) for v in str(text).split(",")[:2])
@@ -172,7 +179,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             _status(info, review, recorded),
             _counts_html(scored.totals, float(conf_), float(iou_), f"{kind}|{cls}|{cell_key}"), items,
             plots.confusion_figure(scored.confusion, scored.labels), plots.pr_figure(review.pr_curves(float(iou_)), ap50),
-            f1_fig, plots.ap_table(review.ap_table(scored)), picture, text, cell_text,
+            f1_fig, plots.ap_table(_with_best_conf(review.ap_table(scored), best)), picture, text, cell_text,
             gr.Button(value=f"Use F1-optimal threshold ({best['threshold']:.2f})"),
             gr.Dropdown(choices=_class_choices(names), value=cls if cls in range(len(names)) else ""),
             {**st, "ids": ids, "selected": selected, "mAP": coco["mAP_50_95"]},

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go
 
 BACKGROUND_LABEL = "background"
-TABLE_COLUMNS = ("Class", "AP@50:95", "AP@50", "Precision", "Recall", "GT boxes")
+TABLE_COLUMNS = ("Class", "AP@50:95", "AP@50", "Precision", "Recall", "GT boxes", "F1-optimal conf")
 MISSING = "—"
 #: Accepted keys of a per-class row (first present wins), so the table does not depend on one spelling.
 ROW_KEYS = {
@@ -32,6 +32,7 @@ ROW_KEYS = {
     "Precision": ("precision", "Precision"),
     "Recall": ("recall", "Recall"),
     "GT boxes": ("n_gt", "gt", "gt_boxes", "num_gt", "GT boxes"),
+    "F1-optimal conf": ("best_conf", "f1_threshold", "F1-optimal conf"),
 }
 
 
@@ -165,7 +166,7 @@ def f1_figure(thresholds: np.ndarray, f1: np.ndarray, precision: np.ndarray, rec
     for name, values, color in series:
         fig.add_scatter(x=x, y=values, mode="lines", name=name, line=dict(color=color, width=3 if name == "F1" else 2))
     for value, label, color, dash, pos in ((best, "F1-optimal", "#3cb44b", "dash", "top left"),
-                                           (current, "current", "#e6194b", "dot", "top right")):  # fmt: skip
+                                           (current, "current", "#e6194b", "dot", "bottom right")):  # fmt: skip
         v = _finite(value)
         if v is not None:
             fig.add_vline(x=v, line=dict(color=color, dash=dash, width=2), annotation_text=f"{label} {v:.2f}",
