@@ -80,8 +80,9 @@ def test_gallery_detail_and_tables(reviewed) -> None:  # noqa: ANN001
     store, run_id = reviewed
     review = rv.open_review(store, run_id, "valid")
     scored = review.score(0.2, 0.5)
-    items, ids = rv.gallery(review, scored, kind="all")
-    assert ids == [r.image_id for r in scored.gallery()] and len(ids) == len(review.data)
+    items, ids, total = rv.gallery(review, scored, kind="all")
+    assert ids == [r.image_id for r in scored.gallery()] and len(ids) == len(review.data) == total
+    assert rv.gallery(review, scored, kind="all", limit=3)[1:] == (ids[:3], total)
     assert all(img.ndim == 3 and img.dtype == np.uint8 for img, _ in items)
     assert all(caption.startswith(f"img {i}") for (_, caption), i in zip(items, ids, strict=True))
     errors_only = rv.gallery(review, scored, kind="errors")[1]

@@ -78,7 +78,8 @@ def _counts_html(totals: dict[str, Any], conf: float, iou: float, view: str = ""
              ("Recall", f"{totals['recall']:.3f}", ""), ("F1", f"{totals['f1']:.3f}", "")]  # fmt: skip
     body = "".join(f"<div class='review-count {cls}' data-name='{name}'><b>{value}</b><span>{name}</span></div>"
                    for name, value, cls in cells)  # fmt: skip
-    return f"<div class='review-counts' data-conf='{conf:g}' data-iou='{iou:g}' data-view='{view}'>{body}</div>"
+    return (f"<div class='review-counts' data-conf='{conf:g}' data-iou='{iou:g}' data-view='{view}' "
+            f"data-drawn='{time.time():.3f}'>{body}</div>")
 
 
 def _with_best_conf(rows: list[dict], best: dict[str, Any]) -> list[dict]:
@@ -160,7 +161,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         scored = review.score(float(conf_), float(iou_))
         cell = tuple(st.get("cell") or ()) or None
         class_index = int(cls) if cls not in (None, "") else None
-        items, ids = rv.gallery(review, scored, class_index, kind or "errors", cell)
+        items, ids, n_matching = rv.gallery(review, scored, class_index, kind or "errors", cell)
         selected = st.get("selected") if st.get("selected") in ids else (ids[0] if ids else None)
         picture, text = rv.detail(review, scored, selected) if selected is not None else (None, "No image matches.")
         coco = review.coco_metrics()
@@ -172,7 +173,8 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         cell_text, cell_key = "", f"{cell[0]},{cell[1]}" if cell else ""
         if cell is not None:
             labels = scored.labels
-            cell_text = f"Matrix filter: ground truth **{labels[cell[0]]}** → predicted **{labels[cell[1]]}**"
+            cell_text = (f"Matrix filter: ground truth **{labels[cell[0]]}** → predicted **{labels[cell[1]]}** · "
+                         f"{n_matching} image(s)")  # fmt: skip
         recorded = rp.recorded_map(store, run_id) if split_ == "valid" else None
         names = review.data.class_names
         return [

@@ -70,8 +70,9 @@ def open_review(store: ProjectStore, run_id: int, split: str, checkpoint: str = 
 
 
 def gallery(review: Review, scored: Scored, class_index: int | None = None, kind: str = "errors",
-            cell: tuple[int, int] | None = None, limit: int = GALLERY_LIMIT) -> tuple[list[tuple[np.ndarray, str]], list[int]]:
-    """Thumbnails (worst first) with captions, and the image ids in the same order."""
+            cell: tuple[int, int] | None = None, limit: int = GALLERY_LIMIT) -> tuple[list[tuple[np.ndarray, str]], list[int], int]:
+    """Thumbnails (worst first, at most ``limit``) with captions, their image ids in the same order, and
+    how many images match the filters in all."""
     results = scored.gallery(class_index=class_index, kind=None if kind == "all" else kind, cell=cell)
     items, ids = [], []
     names = review.data.class_names
@@ -81,7 +82,7 @@ def gallery(review: Review, scored: Scored, class_index: int | None = None, kind
         thumb = render.thumbnail(image, match.pred_kind, match.gt_matched, names)
         items.append((thumb, render.caption(_counts(res))))
         ids.append(res.image_id)
-    return items, ids
+    return items, ids, len(results)
 
 
 def _counts(res: Any) -> dict[str, Any]:

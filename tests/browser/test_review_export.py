@@ -101,14 +101,16 @@ def test_review_slider_matrix_filter_and_fix_in_editor(run_page: Page) -> None:
     plot.scroll_into_view_if_needed()  # a mouse click lands only inside the viewport
     box = plot.bounding_box()
     n = len(page.locator("#review-confusion .ytick").all())  # classes + background
-    # bottom-right cell is background→background (empty); the cell above-left is a real class row
-    x, y = box["x"] + box["width"] * 0.5 / n, box["y"] + box["height"] * (n - 0.5) / n
+    # the top-right cell: boxes of the first class the model missed (ground truth → background)
+    x, y = box["x"] + box["width"] * (n - 0.5) / n, box["y"] + box["height"] * 0.5 / n
     page.mouse.move(x - 5, y - 5)
     page.mouse.move(x, y, steps=5)  # plotly reports a click on the point it last hovered
     expect(page.locator("#review-confusion .hoverlayer .hovertext")).to_be_attached()
     page.mouse.click(x, y)
-    expect(page.locator("#review-filter-cell")).to_contain_text("Matrix filter")
-    page.wait_for_function(f"() => document.querySelectorAll('#review-gallery img').length < {all_images}")
+    expect(page.locator("#review-filter-cell")).to_contain_text("→ predicted background")
+    matching = int(re.search(r"(\d+) image", page.locator("#review-filter-cell").inner_text()).group(1))
+    assert matching < all_images  # not every valid image has a missed box of that class
+    expect(page.locator("#review-gallery img")).to_have_count(matching)
     page.locator("#review-clear-cell").click()
     expect(page.locator("#review-filter-cell")).not_to_contain_text("Matrix filter")
 
@@ -121,6 +123,12 @@ def test_review_slider_matrix_filter_and_fix_in_editor(run_page: Page) -> None:
     expect(page.locator("#label-editor")).to_be_visible()
     expect(page.locator("#label-message")).to_contain_text("Opened from Review")
     expect(page.locator("#label-image-info")).to_contain_text(f"image #{image_id}")
+    # back on Review, the page is redrawn from the current labels at the user's thresholds
+    drawn = page.locator("#review-counts .review-counts").get_attribute("data-drawn")
+    page.get_by_role("tab", name="Review").click()
+    expect(page.locator("#review-counts .review-counts")).not_to_have_attribute("data-drawn", drawn)
+    expect(page.locator("#review-counts .review-counts")).to_have_attribute("data-conf", "0.05")
+    assert _counts(page) == low
 
 
 def test_export_onnx_and_download_zip(run_page: Page, tmp_path) -> None:  # noqa: ANN001
