@@ -70,6 +70,13 @@ if (!window.__studioLabelKeys) {
     } else handled = false;
     if (handled) { ev.preventDefault(); ev.stopPropagation(); }
   }, true);
+  // Leaving the Label tab saves the image first: the save is dispatched while the editor is still
+  // shown, so it carries the boxes on screen (a hidden editor cannot be read reliably afterwards).
+  document.addEventListener('pointerdown', (ev) => {
+    const tab = ev.target && ev.target.closest && ev.target.closest('#studio-tabs button[role=tab]');
+    if (!tab || tab.getAttribute('aria-selected') === 'true') return;
+    click('#label-save');
+  }, true);
 }
 """
 

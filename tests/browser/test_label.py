@@ -149,3 +149,22 @@ def test_two_tabs_second_save_is_refused(page: Page, browser, studio_server) -> 
         assert len(_boxes_in_store(studio_server.projects_dir, name)) == n_before + 1
     finally:
         other_ctx.close()
+
+
+def test_leaving_the_tab_saves_the_drawn_box(page: Page, studio_server) -> None:  # noqa: ANN001
+    _open_label_tab(page)
+    _go_to(page, 5)
+    name = _image_name(page)
+    n_before = len(_boxes_in_store(studio_server.projects_dir, name))
+    _draw_box(page)
+    page.get_by_role("tab", name="Data").click()  # no Save pressed: leaving the tab saves
+    expect(page.locator("#data-gallery")).to_be_visible()
+    for _ in range(100):
+        if len(_boxes_in_store(studio_server.projects_dir, name)) == n_before + 1:
+            break
+        page.wait_for_timeout(100)
+    assert len(_boxes_in_store(studio_server.projects_dir, name)) == n_before + 1
+    page.get_by_role("tab", name="Label").click()
+    _settle(page)
+    expect(page.locator("#label-image-info")).to_contain_text(name)
+    expect(page.locator("#label-image-info")).to_contain_text(f"{n_before + 1} box(es)")
