@@ -304,6 +304,11 @@ _ARCHITECTURE_FIELDS = ("vit_encoder_num_layers", "out_feature_indexes", "dec_la
                         "dec_n_points", "projector_scale")
 
 
+#: Saved ``model_config`` fields never restored: the file itself supplies the weights and the class count
+#: is settled by ``from_checkpoint``; the device is the loading machine's.
+_NOT_RESTORED = frozenset({"pretrain_weights", "num_classes", "device", "model_name"})
+
+
 def _saved_architecture(ckpt: ckpt_io.Checkpoint, variant: type[RFDETR], given: dict[str, Any]) -> dict[str, Any]:
     """The architecture fields where the checkpoint differs from ``variant``'s defaults.
 
@@ -313,12 +318,28 @@ def _saved_architecture(ckpt: ckpt_io.Checkpoint, variant: type[RFDETR], given: 
     from rfdetr_core.models.args import facts_from_state_dict
 
     facts = facts_from_state_dict(ckpt.state)
-    defaults = variant._model_config_class()
+    config_class = variant._model_config_class
+    defaults = config_class()
     out: dict[str, Any] = {}
     for name in _ARCHITECTURE_FIELDS:
         value = facts.get(name, ckpt.args.get(name))
         if name in given or value is None:
             continue
+        if value != getattr(defaults, name):
+            out[name] = list(value) if isinstance(value, tuple) else value
+    # The rest of the trained configuration (resolution, its positional grid, num_select ...) as the run
+    # saved it, like the reference's from_checkpoint: a model fine-tuned at 64 px must predict at 64 px.
+    saved = ckpt.extra.get("model_config") if isinstance(ckpt.extra, dict) else None
+    if not saved:  # e.g. a Roboflow bundle (``model`` + ``args``): its args say the trained resolution
+        resolution = ckpt.args.get("resolution")
+        if isinstance(resolution, int) and "resolution" not in given and resolution != defaults.resolution:
+            out["resolution"] = resolution
+    for name, value in (saved or {}).items():
+        if (name in out or name in given or name in _NOT_RESTORED or name not in config_class.model_fields
+                or value is None):  # fmt: skip
+            continue
+        if name == "positional_encoding_size" and "resolution" in given:
+            continue  # a caller's resolution brings its own positional grid
         if value != getattr(defaults, name):
             out[name] = list(value) if isinstance(value, tuple) else value
     return out

@@ -246,3 +246,23 @@ def test_reduced_architecture_round_trips_without_arguments(tmp_path: Path) -> N
     b = loaded.predict(image, threshold=0.0)
     np.testing.assert_array_equal(a.xyxy, b.xyxy)
     np.testing.assert_array_equal(a.confidence, b.confidence)
+
+
+def test_saved_model_config_restores_resolution_and_num_select(tmp_path: Path) -> None:
+    """A run fine-tuned at 64 px must predict at 64 px after ``from_checkpoint`` (like the reference's):
+    the file's ``model_config`` fields are restored; the caller's keywords still win."""
+    torch.manual_seed(0)
+    tiny = dict(vit_encoder_num_layers=2, out_feature_indexes=[1, 2], num_queries=20, group_detr=2,
+                dec_layers=2, dim_feedforward=256, hidden_dim=128, num_classes=3)
+    model = RFDETRNano(pretrain_weights=None, resolution=64, num_select=50, **tiny)
+    assert model.model_config.positional_encoding_size == 4
+    path = tmp_path / "tiny64.pth"
+    model.save_checkpoint(path, model_config=model.model_config.model_dump(mode="json"))
+
+    loaded = RFDETR.from_checkpoint(path)
+    cfg = loaded.model_config
+    assert (cfg.resolution, cfg.positional_encoding_size, cfg.num_select) == (64, 4, 50)
+    image = (np.random.default_rng(0).random((96, 128, 3)) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(model.predict(image, threshold=0.0).xyxy, loaded.predict(image, threshold=0.0).xyxy)
+    other = RFDETR.from_checkpoint(path, resolution=128).model_config
+    assert (other.resolution, other.positional_encoding_size) == (128, 8)

@@ -19,6 +19,7 @@ from sqlalchemy import select
 from rfdetr_core import RFDETR
 from studio.services import model_export as me
 from studio.services.report import StudioError
+from studio.services.review_predictions import recorded_map
 from studio.store import Category, Image, Run
 from studio.store.models import Export
 
@@ -49,6 +50,9 @@ def test_onnx_export_is_verified_and_recorded(exported):
     assert d["verification"] == "passed" and d["failures"] == []
     assert d["map_images"] == 10 and d["detections_matched"] == d["detections_compared"] > 0
     assert d["map_pytorch"] > 0 and abs(d["map_pytorch"] - d["map_exported"]) < 1e-3  # fp32: same accuracy
+    # the PyTorch side is the run's model as trained (its resolution, all 10 valid images): the same mAP
+    # the run reported for its validation
+    assert d["map_pytorch"] == pytest.approx(recorded_map(store, run_id)["mAP_50_95"], abs=1e-6)
     assert d["latency_pytorch_ms"] > 0 and d["latency_exported_ms"] > 0 and d["latency_ratio"] > 0
     assert d["max_abs_diff"] < 1e-3 and d["size_mb"] > 1 and d["export_seconds"] > 0
     assert "runs/" in d["images"] and "/valid" in d["images"]  # the run's own frozen validation split
