@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import signal
 import sys
 import webbrowser
 from pathlib import Path
@@ -137,11 +138,18 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RF-DETR Studio is running at {url}  (projects in {root}; Ctrl+C to stop)", flush=True)
     if not args.no_browser:
         webbrowser.open(url)
+    # SIGTERM (a service manager, the test harness) ends like Ctrl+C, so exit handlers run — e.g. the
+    # FiftyOne App server started from the Review page is stopped instead of being left behind.
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         app.block_thread()
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 if __name__ == "__main__":

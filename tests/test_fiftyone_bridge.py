@@ -85,9 +85,11 @@ def _make_data(folder: Path, seed: int = 7) -> ReviewData:
     known = _write_image(folder / "known.png", 64, 48, np.array([[8.0, 6.0, 40.0, 30.0]]), 0)
     images.append(ReviewImage(
         99, known, 64, 48, Boxes(np.array([[8.0, 6.0, 40.0, 30.0]]), np.array([1])),
-        # a confident "cat" on the dog, then the right "dog", then a weak "bird" on the background
-        Boxes(np.array([[8.0, 6.0, 41.0, 30.0], [8.0, 6.0, 40.0, 31.0], [50.0, 30.0, 62.0, 46.0]]),
-              np.array([0, 1, 2]), np.array([0.955, 0.915, 0.25])),
+        # a confident "cat" on the dog, then the right "dog", then a weak "bird" on the background, then a
+        # box with reversed corners (negative width/height, as an untrained two-stage head can emit)
+        Boxes(np.array([[8.0, 6.0, 41.0, 30.0], [8.0, 6.0, 40.0, 31.0], [50.0, 30.0, 62.0, 46.0],
+                        [30.0, 20.0, 25.0, 10.0]]),
+              np.array([0, 1, 2, 1]), np.array([0.955, 0.915, 0.25, 0.6])),
     ))
     all_scores = np.concatenate([im.preds.scores for im in images])
     assert len(np.unique(all_scores)) == len(all_scores)
@@ -163,12 +165,14 @@ def test_counts_boxes_and_conf_filter(fo, review_data: ReviewData) -> None:
     (gt,) = sample.ground_truth.detections
     assert gt.label == "dog"
     np.testing.assert_allclose(gt.bounding_box, [8 / 64, 6 / 48, 32 / 64, 24 / 48], atol=1e-12)
-    wrong, pred = sample.predictions.detections  # the 0.25 "bird" is below conf
+    wrong, pred, reversed_box = sample.predictions.detections  # the 0.25 "bird" is below conf
     assert (pred.label, pred.confidence) == ("dog", pytest.approx(0.915))
     np.testing.assert_allclose(pred.bounding_box, [8 / 64, 6 / 48, 32 / 64, 25 / 48], atol=1e-12)
+    np.testing.assert_allclose(reversed_box.bounding_box, [30 / 64, 20 / 48, 0, 0], atol=1e-12)  # empty box
     # classwise matching, as in pycocotools: the confident "cat" cannot take the dog away from "dog"
-    assert (sample.review_tp, sample.review_fp, sample.review_fn) == (1, 1, 0)
+    assert (sample.review_tp, sample.review_fp, sample.review_fn) == (1, 2, 0)
     assert (wrong.label, wrong.review, pred.review, gt.review) == ("cat", "fp", "tp", "tp")
+    assert reversed_box.review == "fp"
 
 
 @pytest.mark.slow

@@ -275,19 +275,23 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
 
     @guarded
     def open_fiftyone(slug, run_id, split_, conf_, iou_, progress=gr.Progress()):  # noqa: ANN001, B008
+        """Every stored prediction goes to FiftyOne (so its mAP is the review's); the App's confidence
+        filter then plays the role of this page's slider."""
         if run_id in (None, ""):
             raise StudioError("Choose a run first.")
         with open_project(root, slug) as store:
             data = rp.load_review_data(store, int(run_id), split_)
             name = fob.dataset_name(store.project().name, int(run_id), split_)
+            ours = rv.open_review(store, int(run_id), split_).coco_metrics()["mAP_50_95"]
         progress(0, desc="Starting FiftyOne…")
-        summary = fob.build_dataset(data, name, conf=float(conf_), iou=float(iou_),
+        summary = fob.build_dataset(data, name, conf=0.0, iou=float(iou_),
                                     progress=lambda d, t: progress((d, t), desc="Adding samples"))  # fmt: skip
         url = fob.launch_app(name)
+        fo_map = "—" if summary.mAP is None else format(summary.mAP, ".4f")
         return (f"FiftyOne dataset **{summary.name}**: {summary.n_samples} samples, {summary.n_gt} ground-truth and "
-                f"{summary.n_predictions} predicted boxes; `evaluate_detections` (eval key `{summary.eval_key}`) "
-                f"mAP {'—' if summary.mAP is None else format(summary.mAP, '.4f')}. "
-                f"**[Open the FiftyOne App]({url})** ({url})")  # fmt: skip
+                f"{summary.n_predictions} predicted boxes; `evaluate_detections` (eval key `{summary.eval_key}`, "
+                f"IoU {float(iou_):g}) mAP {fo_map} (Review: {ours:.4f}). Filter by confidence ≥ {float(conf_):g} "
+                f"in the App to see what this page shows. **[Open the FiftyOne App]({url})** ({url})")  # fmt: skip
 
     inputs = [ctx.project, run_dd, split, conf, iou, f_class, f_kind, state]
     run_dd.input(pick_run, [ctx.project, run_dd, conf, iou, state], [split, *outputs])

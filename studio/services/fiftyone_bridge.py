@@ -19,6 +19,7 @@ practically never hit.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import logging
 import os
@@ -137,6 +138,9 @@ def _detections(fo: Any, boxes: Boxes, width: int, height: int, class_names: lis
                 keep: np.ndarray | None = None) -> Any:
     """Pixel ``xyxy`` boxes → ``fo.Detections`` with relative ``[x, y, w, h]`` in 0..1."""
     xywh = boxes.xywh() / np.array([width, height, width, height], dtype=np.float64)
+    # Reversed corners (an untrained two-stage head can emit them) overlap nothing in pycocotools; as an
+    # empty box they keep that meaning and FiftyOne's spatial index accepts them.
+    xywh[:, 2:] = np.maximum(xywh[:, 2:], 0.0)
     index = np.arange(len(boxes)) if keep is None else np.flatnonzero(keep)
     detections = []
     for k in index:
@@ -259,6 +263,7 @@ def launch_app(name: str, port: int | None = None, address: str = "127.0.0.1") -
             "Another program may be using that port; try again with another one."
         ) from exc
     _session._disable_wait_warning = True  # no "wait for the App" notice on close
+    atexit.register(close_app)  # the App server is a child process: stop it when the studio exits
     return _app_url(_session, dataset)
 
 

@@ -12,6 +12,7 @@ import re
 import shutil
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 
@@ -149,3 +150,24 @@ def test_export_onnx_and_download_zip(run_page: Page, tmp_path) -> None:  # noqa
     assert any(n.endswith(".onnx") for n in names), names
     assert any(n.endswith("class_names.txt") for n in names), names
     assert any(n.endswith(".json") for n in names), names
+
+
+def test_open_in_fiftyone_shows_a_working_link(run_page: Page) -> None:
+    """The real FiftyOne (its own mongod) gets the run's predictions; its mAP is the review's."""
+    page = run_page
+    page.get_by_role("tab", name="Review").click()
+    status = page.locator("#review-status")
+    expect(status).to_contain_text(re.compile("No predictions|Predictions of run"))
+    if "No predictions" in status.inner_text():  # this test may run alone
+        page.locator("#review-compute").click()
+    expect(status).to_contain_text("training reported", timeout=SLOW_MS)
+    page.locator("#review-fiftyone-panel").get_by_text("Open in FiftyOne").click()
+    page.locator("#review-fiftyone").click()
+    link = page.locator("#review-fiftyone-link")
+    expect(link).to_contain_text("Open the FiftyOne App", timeout=SLOW_MS)
+    fo_map, review_map = re.search(r"mAP ([0-9.]+) \(Review: ([0-9.]+)\)", link.inner_text()).groups()
+    assert fo_map == review_map
+    href = link.locator("a").first.get_attribute("href")
+    assert href.startswith("http://127.0.0.1:")
+    with urllib.request.urlopen(href, timeout=60) as resp:
+        assert resp.status == 200
