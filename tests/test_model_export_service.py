@@ -7,9 +7,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import subprocess
 import sys
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -246,3 +248,22 @@ def test_tflite_fp32_export_through_the_service(finished_run_template, tmp_path)
         usage = zf.read("usage.py").decode()
     assert "ai_edge_litert" in usage and "NHWC" in usage
     assert not (result.folder / "_calibration").exists()  # calibration copies are not shipped
+
+
+def test_bundle_usage_snippet_runs_with_our_core(exported, tmp_path):
+    """The bundle's usage.py loads weights.pt with rfdetr_core (this repository on PYTHONPATH) and prints
+    the same top detection as the run's model."""
+    store, run_id, _, bundle, _ = exported
+    with zipfile.ZipFile(bundle.zip_path) as zf:
+        zf.extractall(tmp_path / "bundle")
+    image = sorted((store.path / "runs" / str(run_id) / "dataset" / "valid").glob("*.png"))[0]
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    proc = subprocess.run([sys.executable, "usage.py", str(image), "0.0"], cwd=tmp_path / "bundle", env=env,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.strip().splitlines()
+    det = RFDETR.from_checkpoint(best_checkpoint(store, run_id)).predict(str(image), threshold=0.0)
+    assert int(lines[0].split()[0]) == len(det) > 0
+    name, score, *_ = lines[1].split()
+    best = int(np.argmax(det.confidence))
+    assert (name, float(score)) == (det.data["class_name"][best], pytest.approx(float(det.confidence[best]), abs=1e-4))
