@@ -14,6 +14,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,16 +63,18 @@ def _wait_for_200(url: str, proc: subprocess.Popen, log_path: Path, timeout: flo
     raise RuntimeError(f"no HTTP 200 from {url} within {timeout} s:\n{log_path.read_text()}")
 
 
-@pytest.fixture(scope="session")
-def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
-    work = tmp_path_factory.mktemp("studio")
+@contextmanager
+def launch_studio(work: Path, *args: str, **env_extra: str) -> Iterator[StudioServer]:
+    """``launch.py --no-browser`` on a free port with ``work/projects`` (plus *args*), as a user starts it;
+    stopped (SIGTERM, a clean exit) afterwards."""
     projects = work / "projects"
     port = _free_port()
     log_path = work / "server.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
+    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1", **env_extra)
     env.pop("STUDIO_USERNAME", None)
     env.pop("STUDIO_PASSWORD", None)
-    cmd = [sys.executable, str(REPO / "launch.py"), "--no-browser", "--port", str(port), "--projects-dir", str(projects)]
+    cmd = [sys.executable, str(REPO / "launch.py"), "--no-browser", "--port", str(port), "--projects-dir",
+           str(projects), *args]  # fmt: skip
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
@@ -81,10 +84,16 @@ def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioSe
     finally:
         proc.terminate()
         try:
-            proc.wait(timeout=20)
+            proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture(scope="session")
+def studio_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
+    with launch_studio(tmp_path_factory.mktemp("studio")) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

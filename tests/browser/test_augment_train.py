@@ -7,13 +7,10 @@ such knob) so the run reaches its first validation in seconds rather than minute
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 
 import pytest
-from conftest import REPO, StudioServer, _free_port, _wait_for_200
+from conftest import StudioServer, launch_studio
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -50,21 +47,9 @@ def test_augment_grid_changes_on_reroll(page: Page) -> None:
 
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
-    work = tmp_path_factory.mktemp("studio-train")
-    port, log_path = _free_port(), work / "server.log"
     overrides = {"model_overrides": TINY_ARCH, "num_workers": 0}
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1",
-               STUDIO_RUN_OVERRIDES=json.dumps(overrides))  # fmt: skip
-    cmd = [sys.executable, str(REPO / "launch.py"), "--no-browser", "--port", str(port), "--projects-dir",
-           str(work / "projects")]  # fmt: skip
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_200(f"http://127.0.0.1:{port}/", proc, log_path)
-        yield StudioServer(f"http://127.0.0.1:{port}/", work / "projects", log_path)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with launch_studio(tmp_path_factory.mktemp("studio-train"), STUDIO_RUN_OVERRIDES=json.dumps(overrides)) as srv:
+        yield srv
 
 
 def test_train_tiny_run_live_plot_stop_and_table(browser, tiny_server: StudioServer) -> None:  # noqa: ANN001

@@ -7,17 +7,14 @@ real model to convert.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import subprocess
-import sys
 import urllib.request
 import zipfile
 from collections.abc import Iterator
 
 import pytest
-from conftest import ARTIFACTS, REPO, StudioServer, _free_port, _wait_for_200
+from conftest import ARTIFACTS, StudioServer, launch_studio
 from playwright.sync_api import Page, expect
 
 pytestmark = pytest.mark.browser
@@ -29,18 +26,8 @@ def run_server(tmp_path_factory: pytest.TempPathFactory, finished_run_template) 
     project, _ = finished_run_template
     work = tmp_path_factory.mktemp("studio-review")
     shutil.copytree(project, work / "projects" / "shapes-run")
-    port, log_path = _free_port(), work / "server.log"
-    env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", PYTHONUNBUFFERED="1")
-    cmd = [sys.executable, str(REPO / "launch.py"), "--no-browser", "--no-demo", "--port", str(port),
-           "--projects-dir", str(work / "projects")]  # fmt: skip
-    with open(log_path, "w") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        _wait_for_200(f"http://127.0.0.1:{port}/", proc, log_path)
-        yield StudioServer(f"http://127.0.0.1:{port}/", work / "projects", log_path)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with launch_studio(work, "--no-demo") as server:
+        yield server
 
 
 @pytest.fixture()
