@@ -134,6 +134,12 @@ def _view(store, cur: dict, state: lab.ImageState | None, message: str, default_
     ]
 
 
+def _pending(cur: dict, target: dict | None) -> bool:
+    """Whether another page's request to open an image (``label_goto``) has not been shown yet: the tab's
+    own reload and the request's handler can arrive in either order."""
+    return bool(target) and cur.get("goto_at") != target.get("at")
+
+
 def _filters(split: str, class_id: Any, status: str, problems: bool) -> dict[str, Any]:
     return {
         "split": None if split in (None, ALL) else split,
@@ -265,7 +271,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         return time.time(), gr.Dropdown(choices=class_filter), gr.Dropdown(choices=runs)
 
     @guarded
-    def reload(slug, cur_, hist, editor_v, default_id, split, cls, status, problems):  # noqa: ANN001
+    def reload(slug, cur_, hist, editor_v, default_id, split, cls, status, problems, target=None):  # noqa: ANN001
         """Redraw from the store after the tab was selected or the project changed, keeping the image
         that was shown (unless the project changed). Nothing is saved here: while its tab is hidden
         the box editor reports an empty box list, which must never be taken for "all boxes deleted"."""
@@ -273,6 +279,8 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             empty = {"image_id": None, "version": None, "queue": [], "slug": None}
             return [gr.update(value=None), "0 / 0", "No project open.", gr.Radio(value=None),
                     gr.Dropdown(choices=[], value=None), "", empty, gr.Radio(choices=[], value=None)]  # fmt: skip
+        if _pending(cur_, target):  # a Fix-in-editor request this reload may have overtaken
+            return goto(slug, cur_, target)[: len(view)]
         with open_project(root, slug) as store:
             same = cur_.get("slug") == slug
             flt = _filters(split, cls, status, problems) if same else _filters(ALL, ALL, ALL, False)
@@ -285,6 +293,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         read reliably, see :func:`reload`)."""
         if not slug or not target:
             return [*[gr.skip()] * len(view), *[gr.skip()] * len(filters)]
+        cur_ = {**cur_, "goto_at": target.get("at")}
         with open_project(root, slug) as store:
             msg = "Opened from Review: fix the boxes, save, then go back to Review to re-score."
             out = _open(store, slug, cur_, _filters(ALL, ALL, ALL, False), int(target["image_id"]), msg, None)
@@ -461,7 +470,8 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
     add_btn.click(add_images, [ctx.project, add_files, add_path], [add_md]).success(
         refilter, [*state_in, *filters], view
     ).then(ctx.header_text, [ctx.project], [ctx.header])
-    token.change(reload, [*state_in, *filters], view)
+    goto_in = [ctx.label_goto] if ctx.label_goto is not None else []
+    token.change(reload, [*state_in, *filters, *goto_in], view)
     if ctx.label_goto is not None:
         ctx.label_goto.change(goto, [ctx.project, cur, ctx.label_goto], [*view, *filters])
     return PageHooks(refresh=refresh, outputs=[token, f_class, run_dd])
