@@ -64,7 +64,15 @@ def time_to_200(cmd: list[str], port: int, timeout: float = 120.0) -> float:
 
 
 def studio_cmd(port: int, projects: Path) -> list[str]:
-    return [sys.executable, str(REPO / "launch.py"), "--no-browser", "--port", str(port), "--projects-dir", str(projects)]
+    return [
+        sys.executable,
+        str(REPO / "launch.py"),
+        "--no-browser",
+        "--port",
+        str(port),
+        "--projects-dir",
+        str(projects),
+    ]
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 ARCH = dict(num_classes=2, num_queries=100, group_detr=4)
 
@@ -37,8 +37,21 @@ def _recorder(losses: list[float]):
 
 
 def _train_kwargs(data: str, out: str, epochs: int, lr: float) -> dict:
-    return dict(dataset_dir=data, output_dir=out, epochs=epochs, batch_size=4, num_workers=0, multi_scale=False,
-                aug_config={}, use_ema=False, seed=0, lr=lr, lr_encoder=lr, tensorboard=False, eval_interval=epochs)
+    return dict(
+        dataset_dir=data,
+        output_dir=out,
+        epochs=epochs,
+        batch_size=4,
+        num_workers=0,
+        multi_scale=False,
+        aug_config={},
+        use_ema=False,
+        seed=0,
+        lr=lr,
+        lr_encoder=lr,
+        tensorboard=False,
+        eval_interval=epochs,
+    )
 
 
 def _metrics(trainer) -> dict[str, float]:
@@ -54,8 +67,13 @@ def run_ours(init: str, kwargs: dict, resolution: int) -> tuple[list[float], dic
     model = RFDETRNano(**ARCH, pretrain_weights=init, resolution=resolution)
     tc = model.get_train_config(**kwargs)
     losses: list[float] = []
-    trainer = build_trainer(tc, model.model_config, accelerator="cpu", callbacks=[_recorder(losses)], logger=False)
-    trainer.fit(RFDETRModule(model.model_config, tc, model=model.model.model), RFDETRDataModule(model.model_config, tc))
+    trainer = build_trainer(
+        tc, model.model_config, accelerator="cpu", callbacks=[_recorder(losses)], logger=False
+    )
+    trainer.fit(
+        RFDETRModule(model.model_config, tc, model=model.model.model),
+        RFDETRDataModule(model.model_config, tc),
+    )
     return losses, _metrics(trainer)
 
 
@@ -80,9 +98,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     import torch
-    from training_fixtures import make_shapes_dataset
 
     from rfdetr_core import RFDETRNano
+    from tests.support.training_fixtures import make_shapes_dataset
 
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,12 +114,14 @@ def main() -> None:
             curves[name], finals[name] = runner(str(init), kwargs, args.resolution)
 
     steps = min(len(c) for c in curves.values())
-    print(f"RF-DETR Nano from the same random init, {steps} steps, batch 4, {args.resolution} px, lr {args.lr}")
+    print(
+        f"RF-DETR Nano from the same random init, {steps} steps, batch 4, {args.resolution} px, lr {args.lr}"
+    )
     print("step  reference      ours")
     for i in range(steps):
         print(f"{i:4d}  {curves['reference'][i]:9.4f}  {curves['ours'][i]:9.4f}")
     tail = max(1, steps // 4)
-    means = {k: statistics.fmean(c[steps - tail:steps]) for k, c in curves.items()}
+    means = {k: statistics.fmean(c[steps - tail : steps]) for k, c in curves.items()}
     for name in curves:
         print(f"{name:9s} mean loss of last {tail} steps {means[name]:.4f}; final val {finals[name]}")
     print(f"loss ratio ours/reference: {means['ours'] / means['reference']:.3f} (target <= 1.10)")

@@ -44,11 +44,15 @@ def _reference_torch_ms(state: dict, x: np.ndarray, threads: int, repeats: int) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=20)
     parser.add_argument("--tflite", action="store_true", help="also convert to TFLite (fp32, fp16, int8)")
-    parser.add_argument("--tflite-dir", help="folder with rfdetr-nano_{fp32,fp16,int8}.tflite from an earlier run")
+    parser.add_argument(
+        "--tflite-dir", help="folder with rfdetr-nano_{fp32,fp16,int8}.tflite from an earlier run"
+    )
     parser.add_argument("--json", help="write the results here")
     args = parser.parse_args()
     torch.manual_seed(0)
@@ -74,17 +78,23 @@ def main() -> None:
     if args.tflite and tflite_dir is None:
         start = time.perf_counter()
         export_model(rf, work, format="tflite", quantization="int8", verify=False, progress=lambda _: None)
-        rows["_tflite_export_s (one onnx2tf run: fp32+fp16+int8)"] = {"export_s": round(time.perf_counter() - start, 1)}
+        rows["_tflite_export_s (one onnx2tf run: fp32+fp16+int8)"] = {
+            "export_s": round(time.perf_counter() - start, 1)
+        }
         tflite_dir = work
     if tflite_dir is not None:
         for precision in ("fp32", "fp16", "int8"):
             path = tflite_dir / f"rfdetr-nano_{precision}.tflite"
             if path.is_file():
-                _, _, times, info = backends.run_tflite_model(path, x, threads=args.threads, repeats=args.repeats)
+                _, _, times, info = backends.run_tflite_model(
+                    path, x, threads=args.threads, repeats=args.repeats
+                )
                 rows[f"tflite {precision}"] = {"median_ms": _median_ms(times), "runtime": info["runtime"]}
 
     base = rows["pytorch (ours)"]["median_ms"]
-    print(f"RF-DETR Nano, {src.resolution}px, batch 1, CPU, {args.threads} threads, {args.repeats} timed calls")
+    print(
+        f"RF-DETR Nano, {src.resolution}px, batch 1, CPU, {args.threads} threads, {args.repeats} timed calls"
+    )
     print(f"{'runtime':40s} {'median ms':>10s} {'x ours':>8s} {'export s':>9s}")
     for name, row in rows.items():
         ms = row.get("median_ms")

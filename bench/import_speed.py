@@ -30,8 +30,8 @@ os.environ.setdefault("FIFTYONE_DATABASE_DIR", str(REPO / "bench" / "_work" / "f
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 os.environ.setdefault("FIFTYONE_SHOW_PROGRESS_BARS", "false")
 
-from studio.services.importer import import_dataset  # noqa: E402
-from studio.services.synthetic import make_synthetic_coco  # noqa: E402
+from studio.services.data.importing.importer import import_dataset  # noqa: E402
+from studio.services.projects.synthetic import make_synthetic_coco  # noqa: E402
 from studio.store import ProjectStore  # noqa: E402
 
 
@@ -41,7 +41,9 @@ def dataset(n_images: int, per_image: int, size: tuple[int, int]) -> Path:
     split = root / "train"
     if not (split / "_annotations.coco.json").is_file():
         t0 = time.perf_counter()
-        make_synthetic_coco(root, {"train": n_images}, seed=0, size=size, boxes_per_image=(per_image, per_image))
+        make_synthetic_coco(
+            root, {"train": n_images}, seed=0, size=size, boxes_per_image=(per_image, per_image)
+        )
         print(f"generated {root} in {time.perf_counter() - t0:.1f} s")
     return split
 
@@ -55,8 +57,14 @@ def run_ours(split: Path) -> dict[str, float]:
         store.close()
     assert report.problems == [], report.problems[:3]
     t = report.timings
-    return {"total": total, "annotations": t["read"] + t["database"], "images": t["images"],
-            "read": t["read"], "database": t["database"], "n_boxes": report.counts["boxes_imported"]}  # fmt: skip
+    return {
+        "total": total,
+        "annotations": t["read"] + t["database"],
+        "images": t["images"],
+        "read": t["read"],
+        "database": t["database"],
+        "n_boxes": report.counts["boxes_imported"],
+    }
 
 
 def run_fiftyone(split: Path, name: str) -> float:
@@ -94,19 +102,26 @@ def main() -> None:
         ours.append(run_ours(split))
         fo_time, fo_boxes = run_fiftyone(split, f"bench-{os.getpid()}-{r}")
         theirs.append(fo_time)
-        print(f"repeat {r}: ours {ours[-1]['total']:.2f} s ({ours[-1]['n_boxes']} boxes), "
-              f"fiftyone {fo_time:.2f} s ({fo_boxes} boxes)")  # fmt: skip
+        print(
+            f"repeat {r}: ours {ours[-1]['total']:.2f} s ({ours[-1]['n_boxes']} boxes), "
+            f"fiftyone {fo_time:.2f} s ({fo_boxes} boxes)"
+        )
 
-    med = {k: statistics.median(o[k] for o in ours) for k in ("total", "annotations", "read", "database", "images")}
+    med = {
+        k: statistics.median(o[k] for o in ours)
+        for k in ("total", "annotations", "read", "database", "images")
+    }
     fo_med = statistics.median(theirs)
     print("\n| phase | ours (median s) | FiftyOne from_dir (median s) | FiftyOne / ours |")
     print("|---|---|---|---|")
     print(f"| annotations (parse + validate + insert) | {med['annotations']:.2f} | — | — |")
     print(f"| images (hash + verify + copy) | {med['images']:.2f} | not done (references files) | — |")
     print(f"| total | {med['total']:.2f} | {fo_med:.2f} | {fo_med / med['total']:.1f}x |")
-    print(f"\nours detail: read {med['read']:.2f} s, database {med['database']:.2f} s; repeats={args.repeats}; "
-          f"ours min {min(o['total'] for o in ours):.2f} s, FiftyOne min {min(theirs):.2f} s; "
-          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")  # fmt: skip
+    print(
+        f"\nours detail: read {med['read']:.2f} s, database {med['database']:.2f} s; repeats={args.repeats}; "
+        f"ours min {min(o['total'] for o in ours):.2f} s, FiftyOne min {min(theirs):.2f} s; "
+        f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    )
 
 
 if __name__ == "__main__":

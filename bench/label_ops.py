@@ -36,9 +36,9 @@ from gradio_image_annotation import image_annotator  # noqa: E402
 from gradio_image_annotation.image_annotator import AnnotatedImageData  # noqa: E402
 from sqlalchemy import delete, update  # noqa: E402
 
-from studio.services import label_editor as ed  # noqa: E402
-from studio.services import labeling as lab  # noqa: E402
-from studio.services.gallery import render_image  # noqa: E402
+from studio.services.data.gallery import render_image  # noqa: E402
+from studio.services.label import editor_format as ed  # noqa: E402
+from studio.services.label import labeling as lab  # noqa: E402
 from studio.store import Annotation, Category, ProjectStore  # noqa: E402
 from studio.store.models import Image  # noqa: E402
 
@@ -62,7 +62,11 @@ def make_project(root: Path, n_images: int) -> tuple[ProjectStore, list[int]]:
             for _ in range(N_BOXES):
                 x, y = rng.uniform(0, SIZE[0] - 60), rng.uniform(0, SIZE[1] - 60)
                 w, h = rng.uniform(10, 60), rng.uniform(10, 60)
-                s.add(Annotation(image_id=image.id, category_id=cats[int(rng.integers(0, 5))].id, x=x, y=y, w=w, h=h))
+                s.add(
+                    Annotation(
+                        image_id=image.id, category_id=cats[int(rng.integers(0, 5))].id, x=x, y=y, w=w, h=h
+                    )
+                )
             ids.append(image.id)
     return store, ids
 
@@ -76,33 +80,41 @@ def payload(value: dict, moved: int | None) -> AnnotatedImageData:
     return AnnotatedImageData(image=FileData(path=value["image"], orig_name="img.jpg"), boxes=boxes)
 
 
-def save_ours(store, editor, state, classes, moved: int) -> lab.ImageState:  # noqa: ANN001
+def save_ours(store, editor, state, classes, moved: int) -> lab.ImageState:
     value = editor.preprocess(payload(ed.editor_value(state, classes), None if moved < 0 else moved))
     parsed = ed.from_editor(value["boxes"], state, classes, None)
-    res = lab.save_image(store, state.image_id, parsed.boxes, state.version, keep_proposals=parsed.keep_proposals)
+    res = lab.save_image(
+        store, state.image_id, parsed.boxes, state.version, keep_proposals=parsed.keep_proposals
+    )
     editor.postprocess(ed.editor_value(res.state, classes))
     return res.state
 
 
-def save_naive(store, editor, state, classes, moved: int) -> lab.ImageState:  # noqa: ANN001
+def save_naive(store, editor, state, classes, moved: int) -> lab.ImageState:
     """Delete every box and insert the editor's boxes again (same version check, one transaction)."""
     value = editor.preprocess(payload(ed.editor_value(state, classes), moved))
     parsed = ed.from_editor(value["boxes"], state, classes, None)
     with store.session() as s:
         n = s.execute(
-            update(Image).where(Image.id == state.image_id, Image.version == state.version)
-            .values(version=Image.version + 1).execution_options(synchronize_session=False)
-        ).rowcount  # fmt: skip
+            update(Image)
+            .where(Image.id == state.image_id, Image.version == state.version)
+            .values(version=Image.version + 1)
+            .execution_options(synchronize_session=False)
+        ).rowcount
         assert n == 1
         s.execute(delete(Annotation).where(Annotation.image_id == state.image_id))
-        s.add_all([Annotation(image_id=state.image_id, category_id=b.category_id, x=b.x, y=b.y, w=b.w, h=b.h)
-                   for b in parsed.boxes])  # fmt: skip
+        s.add_all(
+            [
+                Annotation(image_id=state.image_id, category_id=b.category_id, x=b.x, y=b.y, w=b.w, h=b.h)
+                for b in parsed.boxes
+            ]
+        )
     new = lab.load_image(store, state.image_id)
     editor.postprocess(ed.editor_value(new, classes))
     return new
 
 
-def next_ours(store, editor, state, next_id, classes_fn) -> lab.ImageState:  # noqa: ANN001
+def next_ours(store, editor, state, next_id, classes_fn) -> lab.ImageState:
     classes = classes_fn(store)
     save_ours(store, editor, state, classes, -1)  # flush of an unchanged image: no write
     new = lab.load_image(store, next_id)
@@ -110,12 +122,12 @@ def next_ours(store, editor, state, next_id, classes_fn) -> lab.ImageState:  # n
     return new
 
 
-def next_render(store, next_id) -> None:  # noqa: ANN001
+def next_render(store, next_id) -> None:
     frame = render_image(store, next_id)
     PILImage.fromarray(frame).save(BytesIO(), format="JPEG", quality=90)
 
 
-def timed(fn, n: int) -> list[float]:  # noqa: ANN001
+def timed(fn, n: int) -> list[float]:
     out = []
     for i in range(n):
         t0 = time.perf_counter()
@@ -145,7 +157,9 @@ def main() -> None:
             states[image_id] = save_naive(store, editor, states[image_id], classes, (i + 7) % N_BOXES)
 
         save_a, save_b = timed(ours, args.ops), timed(naive, args.ops)
-        nav_a = timed(lambda i: next_ours(store, editor, states[ids[i]], ids[i + 1], ed.label_classes), args.ops)
+        nav_a = timed(
+            lambda i: next_ours(store, editor, states[ids[i]], ids[i + 1], ed.label_classes), args.ops
+        )
         nav_b = timed(lambda i: next_render(store, ids[i + 1]), args.ops)
         store.close()
 
@@ -153,7 +167,9 @@ def main() -> None:
         ma, mb = statistics.median(a), statistics.median(b)
         print(f"| {name} | {ma:.1f} | {alt}: {mb:.1f} | {mb / ma:.2f} |")
 
-    print(f"{args.ops} operations each, {N_BOXES} boxes per {SIZE[0]}x{SIZE[1]} image; median ms (target ≤ 100)")
+    print(
+        f"{args.ops} operations each, {N_BOXES} boxes per {SIZE[0]}x{SIZE[1]} image; median ms (target ≤ 100)"
+    )
     print("| operation | ours (ms) | alternative (ms) | alternative / ours |")
     print("|---|---|---|---|")
     row("save, 50 boxes (one moved)", save_a, save_b, "delete + re-insert all")

@@ -19,8 +19,12 @@ import torch
 
 from rfdetr_core.models import build_model, model_config_from_args
 
-REFERENCE_CLASSES = {"nano": "RFDETRNano", "small": "RFDETRSmall", "medium": "RFDETRMedium",
-                     "large": "RFDETRLarge"}
+REFERENCE_CLASSES = {
+    "nano": "RFDETRNano",
+    "small": "RFDETRSmall",
+    "medium": "RFDETRMedium",
+    "large": "RFDETRLarge",
+}
 
 
 def build_pair(variant: str) -> tuple[torch.nn.Module, torch.nn.Module, int]:
@@ -35,8 +39,9 @@ def build_pair(variant: str) -> tuple[torch.nn.Module, torch.nn.Module, int]:
     return reference, ours, wrapper.model.args.resolution
 
 
-def time_interleaved(models: dict[str, torch.nn.Module], images: torch.Tensor, runs: int,
-                     warmup: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+def time_interleaved(
+    models: dict[str, torch.nn.Module], images: torch.Tensor, runs: int, warmup: int
+) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
     """Wall-clock and process CPU seconds per forward (CPU time is less sensitive to other load)."""
     wall: dict[str, list[float]] = {name: [] for name in models}
     cpu: dict[str, list[float]] = {name: [] for name in models}
@@ -68,7 +73,9 @@ def profile(models: dict[str, torch.nn.Module], images: torch.Tensor, rows: int 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variants", nargs="+", default=["nano", "small"], choices=sorted(REFERENCE_CLASSES))
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--warmup", type=int, default=3)
@@ -91,9 +98,11 @@ def main() -> None:
         wall, cpu = time_interleaved(models, images, args.runs, args.warmup)
         for label, times in (("wall", wall), ("cpu ", cpu)):
             med = {name: statistics.median(values) * 1000 for name, values in times.items()}
-            print(f"{variant:6s} {resolution}px {label} median  reference {med['reference']:7.1f} ms  "
-                  f"ours {med['ours']:7.1f} ms  ratio ours/ref {med['ours'] / med['reference']:.3f}  "
-                  f"(max |diff| {diff:.1e}, {args.runs} runs)")
+            print(
+                f"{variant:6s} {resolution}px {label} median  reference {med['reference']:7.1f} ms  "
+                f"ours {med['ours']:7.1f} ms  ratio ours/ref {med['ours'] / med['reference']:.3f}  "
+                f"(max |diff| {diff:.1e}, {args.runs} runs)"
+            )
 
 
 if __name__ == "__main__":

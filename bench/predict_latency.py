@@ -104,8 +104,15 @@ def stage_breakdown(ours, image: np.ndarray, runs: int) -> dict[str, float]:
             t2 = time.perf_counter()
             res = ctx.postprocess(out, torch.tensor([IMAGE_SHAPE]))
             names, coco = inference.class_name_table(ours.class_names, cfg.num_classes)
-            inference.to_detections(res[0], threshold=0.5, source_shape=IMAGE_SHAPE, names=names,
-                                    num_classes=cfg.num_classes, coco_ids=coco, source=loaded[0].source)
+            inference.to_detections(
+                res[0],
+                threshold=0.5,
+                source_shape=IMAGE_SHAPE,
+                names=names,
+                num_classes=cfg.num_classes,
+                coco_ids=coco,
+                source=loaded[0].source,
+            )
             t3 = time.perf_counter()
             for key, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2), strict=True):
                 value_ms = value * 1e3
@@ -162,7 +169,9 @@ def measure_memory(variant: str, mode: str, weights: Path, threads: int) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--variants", nargs="+", default=["Nano", "Small"])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--warmup", type=int, default=3)
@@ -181,8 +190,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     image = make_image()
     workdir = Path(tempfile.mkdtemp(prefix="bench_predict_"))
-    print(f"torch {torch.__version__}, threads={torch.get_num_threads()}, image {IMAGE_SHAPE[1]}x{IMAGE_SHAPE[0]}, "
-          f"warm-up {args.warmup}, median of {args.runs}")
+    print(
+        f"torch {torch.__version__}, threads={torch.get_num_threads()}, image {IMAGE_SHAPE[1]}x{IMAGE_SHAPE[0]}, "
+        f"warm-up {args.warmup}, median of {args.runs}"
+    )
     for variant in args.variants:
         bench_variant(variant, args, image, workdir / f"{variant.lower()}.pth")
         report_memory(variant, args, workdir / f"{variant.lower()}.pth")
@@ -193,18 +204,24 @@ def bench_variant(variant: str, args: argparse.Namespace, image: np.ndarray, wei
     ours, ref = load_pair(variant, weights)
     calls = {"ours": lambda: ours.predict(image), "ref": lambda: ref.predict(image)}
     eager = interleaved(calls, args.warmup, args.runs)
-    print(f"{variant:7s} predict            ours {eager['ours'] * 1e3:8.1f} ms   reference "
-          f"{eager['ref'] * 1e3:8.1f} ms   ours/reference {eager['ours'] / eager['ref']:.3f}")
+    print(
+        f"{variant:7s} predict            ours {eager['ours'] * 1e3:8.1f} ms   reference "
+        f"{eager['ref'] * 1e3:8.1f} ms   ours/reference {eager['ours'] / eager['ref']:.3f}"
+    )
     print(f"{'':7s} our stages (ms): {stage_breakdown(ours, image, max(5, args.runs // 2))}")
     if args.profile:
         profile_forward(ours, image, f"ours {variant}", 15)
         profile_forward(ref, image, f"reference {variant}", 15)
     if not args.no_optimized:
         ours.optimize_for_inference()
-        (getattr(ref, "optimize_for_inference", None) or ref.inference)()  # renamed inference() in rfdetr 1.11
+        (
+            getattr(ref, "optimize_for_inference", None) or ref.inference
+        )()  # renamed inference() in rfdetr 1.11
         opt = interleaved(calls, args.warmup, args.runs)
-        print(f"{variant:7s} optimize_for_inf.  ours {opt['ours'] * 1e3:8.1f} ms   reference "
-              f"{opt['ref'] * 1e3:8.1f} ms   ours/reference {opt['ours'] / opt['ref']:.3f}")
+        print(
+            f"{variant:7s} optimize_for_inf.  ours {opt['ours'] * 1e3:8.1f} ms   reference "
+            f"{opt['ref'] * 1e3:8.1f} ms   ours/reference {opt['ours'] / opt['ref']:.3f}"
+        )
 
 
 def report_memory(variant: str, args: argparse.Namespace, weights: Path) -> None:
@@ -212,10 +229,12 @@ def report_memory(variant: str, args: argparse.Namespace, weights: Path) -> None
     if not args.no_memory:
         for mode in ("eager",) + (() if args.no_optimized else ("optimized",)):
             mem = measure_memory(variant, mode, weights, args.threads)
-            print(f"{variant:7s} peak RSS ({mode:9s}) growth over load+predict: ours "
-                  f"{mem['ours']['growth_mib']:7.0f} MiB, reference {mem['reference']['growth_mib']:7.0f} MiB; "
-                  f"process peak: ours {mem['ours']['peak_mib']:6.0f} MiB, reference "
-                  f"{mem['reference']['peak_mib']:6.0f} MiB")
+            print(
+                f"{variant:7s} peak RSS ({mode:9s}) growth over load+predict: ours "
+                f"{mem['ours']['growth_mib']:7.0f} MiB, reference {mem['reference']['growth_mib']:7.0f} MiB; "
+                f"process peak: ours {mem['ours']['peak_mib']:6.0f} MiB, reference "
+                f"{mem['reference']['peak_mib']:6.0f} MiB"
+            )
 
 
 if __name__ == "__main__":

@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from rfdetr_core.evaluation import CocoEvaluator
-from studio.services.review_data import Boxes, ReviewData, ReviewImage
-from studio.services.review_metrics import Review
+from studio.services.review.data import Boxes, ReviewData, ReviewImage
+from studio.services.review.metrics import Review
 
 SIZE = 640
 
@@ -47,8 +47,16 @@ def generate(n_images: int, n_preds: int, n_classes: int, seed: int = 0) -> Revi
         right = near & (rng.random(n_preds) < 0.8)
         labels = np.where(right, gt_labels[src], rng.integers(0, n_classes, n_preds))
         scores = np.where(near, rng.beta(4, 2, n_preds), rng.beta(1, 6, n_preds))
-        images.append(ReviewImage(i + 1, Path(f"{i + 1}.jpg"), SIZE, SIZE, Boxes(gt, gt_labels),
-                                  Boxes(boxes, labels, scores, np.arange(n_preds))))
+        images.append(
+            ReviewImage(
+                i + 1,
+                Path(f"{i + 1}.jpg"),
+                SIZE,
+                SIZE,
+                Boxes(gt, gt_labels),
+                Boxes(boxes, labels, scores, np.arange(n_preds)),
+            )
+        )
     return ReviewData(1, "valid", "best", [f"class{c}" for c in range(n_classes)], images)
 
 
@@ -57,10 +65,23 @@ def pycocotools_at(data: ReviewData, conf: float) -> float:
     evaluator = CocoEvaluator(data.class_names, max_dets=100)
     for im in data.images:
         keep = im.preds.scores >= conf
-        evaluator.update([{"boxes": im.preds.xyxy[keep], "scores": im.preds.scores[keep],
-                           "labels": im.preds.labels[keep]}],
-                         [{"boxes": im.gt.xyxy, "labels": im.gt.labels, "image_id": im.image_id,
-                           "orig_size": (im.height, im.width)}])  # fmt: skip
+        evaluator.update(
+            [
+                {
+                    "boxes": im.preds.xyxy[keep],
+                    "scores": im.preds.scores[keep],
+                    "labels": im.preds.labels[keep],
+                }
+            ],
+            [
+                {
+                    "boxes": im.gt.xyxy,
+                    "labels": im.gt.labels,
+                    "image_id": im.image_id,
+                    "orig_size": (im.height, im.width),
+                }
+            ],
+        )
     return float(evaluator.compute()["mAP_50"])
 
 
@@ -80,8 +101,10 @@ def main() -> None:
     args = parser.parse_args()
     data = generate(args.images, args.preds, args.classes)
     n_gt = sum(len(im.gt) for im in data.images)
-    print(f"{len(data.images)} images, {n_gt} ground-truth boxes, {args.images * args.preds} predictions, "
-          f"{args.classes} classes")
+    print(
+        f"{len(data.images)} images, {n_gt} ground-truth boxes, {args.images * args.preds} predictions, "
+        f"{args.classes} classes"
+    )
 
     build_s, review = timed(Review, data)
     first_s, _ = timed(review.score, 0.5, 0.5)  # includes the one-off matching at IoU 0.5
@@ -105,14 +128,20 @@ def main() -> None:
     print(f"Review(data) construction (IoU matrices)      {build_s * 1e3:9.1f} ms")
     print(f"first score() at IoU 0.50 (incl. matching)    {first_s * 1e3:9.1f} ms")
     print(f"first score() at IoU 0.75 (incl. matching)    {iou_s * 1e3:9.1f} ms")
-    print(f"slider move: score(conf), median of {len(moves):2d}       {ours * 1e3:9.1f} ms"
-          f"  (min {min(moves) * 1e3:.1f}, max {max(moves) * 1e3:.1f})")
+    print(
+        f"slider move: score(conf), median of {len(moves):2d}       {ours * 1e3:9.1f} ms"
+        f"  (min {min(moves) * 1e3:.1f}, max {max(moves) * 1e3:.1f})"
+    )
     print(f"  + gallery('errors') sort/filter, median      {statistics.median(galleries) * 1e3:9.1f} ms")
-    print(f"pycocotools re-evaluation at conf, median of {len(alternative)} {theirs * 1e3:9.1f} ms"
-          f"  (min {min(alternative) * 1e3:.1f}, max {max(alternative) * 1e3:.1f})")
+    print(
+        f"pycocotools re-evaluation at conf, median of {len(alternative)} {theirs * 1e3:9.1f} ms"
+        f"  (min {min(alternative) * 1e3:.1f}, max {max(alternative) * 1e3:.1f})"
+    )
     print(f"ratio pycocotools / ours                       {theirs / ours:9.1f}x")
-    print(f"one-off: coco_metrics() {coco_s:.2f} s (mAP@50 {coco['mAP_50']:.3f}), "
-          f"f1_optimal() {f1_s:.2f} s (threshold {best['threshold']:.2f}, F1 {best['f1']:.3f})")
+    print(
+        f"one-off: coco_metrics() {coco_s:.2f} s (mAP@50 {coco['mAP_50']:.3f}), "
+        f"f1_optimal() {f1_s:.2f} s (threshold {best['threshold']:.2f}, F1 {best['f1']:.3f})"
+    )
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 1. Wall time of the same tiny run (tiny Nano at 64 px, from scratch, same dataset snapshot, same
    ``train()`` arguments) started two ways, each in a fresh subprocess so both pay the same imports:
    - direct: ``python -c`` that builds the model and calls ``train()`` (no callbacks of ours);
-   - studio: ``runs.start_run`` -> ``python -m studio.services.trainer_process`` (progress callback,
+   - studio: ``runs.start_run`` -> ``python -m studio.services.train.worker`` (progress callback,
      SQLite metric writes, heartbeat thread, final status), timed until the run's status is final.
    Alternated ``--repeats`` times; medians and the ratio studio / direct are printed. The label
    snapshot (``create_run``) is timed separately: it happens once per run, before training.
@@ -30,12 +30,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 DIRECT = """
 import sys, json, time
 sys.path.insert(0, {root!r})
-from studio.services.trainer_process import build_model, train_kwargs
+from studio.services.train.worker import build_model, train_kwargs
 from pathlib import Path
 settings = json.loads({settings!r})
 model = build_model(settings)
@@ -44,7 +44,7 @@ model.train(**train_kwargs(settings, Path({data!r}), Path({out!r})))
 
 
 def _settings(epochs: int) -> dict:
-    from studio_run_fixtures import TINY_RUN
+    from tests.support.studio_run_fixtures import TINY_RUN
 
     return {**TINY_RUN, "epochs": epochs}
 
@@ -56,8 +56,8 @@ def _direct(settings: dict, data: Path, out: Path) -> float:
     return time.perf_counter() - t0
 
 
-def _studio(store, run_id: int) -> float:  # noqa: ANN001
-    from studio.services import runs
+def _studio(store, run_id: int) -> float:
+    from studio.services.train import runs
 
     t0 = time.perf_counter()
     runs.start_run(store, run_id)
@@ -71,9 +71,8 @@ def _studio(store, run_id: int) -> float:  # noqa: ANN001
 
 
 def overhead(args: argparse.Namespace, work: Path) -> None:
-    from studio_run_fixtures import make_project
-
-    from studio.services import runs
+    from studio.services.train import runs
+    from tests.support.studio_run_fixtures import make_project
 
     store = make_project(work, n=args.images)
     settings = _settings(args.epochs)
@@ -85,8 +84,10 @@ def overhead(args: argparse.Namespace, work: Path) -> None:
         data = runs.run_dir(store, run_id) / "dataset"
         direct.append(_direct(settings, data, work / f"direct{i}"))
         studio.append(_studio(store, run_id))
-        print(f"repeat {i}: direct {direct[-1]:.2f} s, studio {studio[-1]:.2f} s, snapshot {snapshots[-1]:.3f} s",
-              flush=True)  # fmt: skip
+        print(
+            f"repeat {i}: direct {direct[-1]:.2f} s, studio {studio[-1]:.2f} s, snapshot {snapshots[-1]:.3f} s",
+            flush=True,
+        )
     d, s, snap = statistics.median(direct), statistics.median(studio), statistics.median(snapshots)
     print(f"\n{args.epochs} epochs, {args.images} train + {args.images} valid images, tiny Nano 64 px, CPU")
     print(f"direct train() median {d:.2f} s | studio run median {s:.2f} s | ratio {s / d:.3f}x")
@@ -97,11 +98,10 @@ def overhead(args: argparse.Namespace, work: Path) -> None:
 def reporter_cost(work: Path, steps: int = 2000, epochs: int = 20) -> None:
     """What the trainer process adds per step, measured alone (immune to a busy machine's noise):
     the real ``RunReporter`` writing into a real project database, fed synthetic progress events."""
-    from studio_run_fixtures import make_project
-
     from rfdetr_core.training.callbacks import ProgressEvent
-    from studio.services import runs
-    from studio.services.trainer_process import LearningRate, RunReporter
+    from studio.services.train import runs
+    from studio.services.train.worker import LearningRate, RunReporter
+    from tests.support.studio_run_fixtures import make_project
 
     store = make_project(work, n=2, size=32)
     run_id = runs.create_run(store, _settings(epochs))
@@ -109,12 +109,28 @@ def reporter_cost(work: Path, steps: int = 2000, epochs: int = 20) -> None:
     lr.value = 1e-4
     reporter = RunReporter(store, run_id, runs.run_dir(store, run_id) / "output", lr)
     per_epoch = steps // epochs
-    metrics = {"val/mAP_50": 0.5, "val/mAP_50_95": 0.3, "val/F1": 0.4, "val/precision": 0.5, "val/recall": 0.4,
-               "val/AP/bar": 0.2, "val/AP/square": 0.4, "train/loss": 3.0}  # fmt: skip
+    metrics = {
+        "val/mAP_50": 0.5,
+        "val/mAP_50_95": 0.3,
+        "val/F1": 0.4,
+        "val/precision": 0.5,
+        "val/recall": 0.4,
+        "val/AP/bar": 0.2,
+        "val/AP/square": 0.4,
+        "train/loss": 3.0,
+    }
 
-    def event(kind: str, step: int, **extra) -> ProgressEvent:  # noqa: ANN003
-        return ProgressEvent(kind=kind, epoch=(step - 1) // per_epoch, max_epochs=epochs, step=step,
-                             total_steps=steps, elapsed_s=1.0, eta_s=1.0, **extra)  # fmt: skip
+    def event(kind: str, step: int, **extra) -> ProgressEvent:
+        return ProgressEvent(
+            kind=kind,
+            epoch=(step - 1) // per_epoch,
+            max_epochs=epochs,
+            step=step,
+            total_steps=steps,
+            elapsed_s=1.0,
+            eta_s=1.0,
+            **extra,
+        )
 
     reporter(event("start", 0))
     t0 = time.perf_counter()
@@ -124,8 +140,10 @@ def reporter_cost(work: Path, steps: int = 2000, epochs: int = 20) -> None:
             reporter(event("epoch", step, metrics=metrics))
     elapsed = time.perf_counter() - t0
     store.close()
-    print(f"RunReporter: {steps} steps + {epochs} epochs in {elapsed:.3f} s = {1e3 * elapsed / steps:.3f} ms per step "
-          f"(incl. SQLite writes; flushes at most once a second, so mostly buffering)")  # fmt: skip
+    print(
+        f"RunReporter: {steps} steps + {epochs} epochs in {elapsed:.3f} s = {1e3 * elapsed / steps:.3f} ms per step "
+        f"(incl. SQLite writes; flushes at most once a second, so mostly buffering)"
+    )
 
 
 def _cpu_seconds(pid: int) -> float:
@@ -142,10 +160,22 @@ def poll_cost(args: argparse.Namespace, work: Path) -> None:
     work.mkdir(parents=True, exist_ok=True)
     tiny = {"model_overrides": _settings(1)["model_overrides"], "num_workers": 0}
     env = dict(os.environ, GRADIO_ANALYTICS_ENABLED="False", STUDIO_RUN_OVERRIDES=json.dumps(tiny))
-    log = open(work / "server.log", "w")  # noqa: SIM115 - closed below
-    app = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--no-browser", "--port", str(port),
-                            "--projects-dir", str(work / "projects")], cwd=ROOT, env=env, stdout=log,
-                           stderr=subprocess.STDOUT)  # fmt: skip
+    log = open(work / "server.log", "w")
+    app = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "launch.py"),
+            "--no-browser",
+            "--port",
+            str(port),
+            "--projects-dir",
+            str(work / "projects"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     url = f"http://127.0.0.1:{port}/"
     try:
         for _ in range(600):
@@ -155,7 +185,9 @@ def poll_cost(args: argparse.Namespace, work: Path) -> None:
             except OSError:
                 time.sleep(0.2)
         with sync_playwright() as pw:
-            browser = pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True)
+            browser = pw.chromium.launch(
+                executable_path="/usr/bin/chromium", args=["--no-sandbox"], headless=True
+            )
             page = browser.new_page()
             page.goto(url)
             page.get_by_role("tab", name="Train").click()
@@ -173,8 +205,10 @@ def poll_cost(args: argparse.Namespace, work: Path) -> None:
             page.locator("#train-stop").click()
             page.locator("#train-progress .train-status", has_text="stopped").wait_for(timeout=300_000)
             browser.close()
-        print(f"app process CPU while training with the Train page open: {100 * (c1 - c0) / (t1 - t0):.2f} % "
-              f"of one core over {t1 - t0:.0f} s (poll every 2 s)")  # fmt: skip
+        print(
+            f"app process CPU while training with the Train page open: {100 * (c1 - c0) / (t1 - t0):.2f} % "
+            f"of one core over {t1 - t0:.0f} s (poll every 2 s)"
+        )
     finally:
         app.terminate()
         app.wait(timeout=30)

@@ -24,7 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))
 
 
 def _timer_callback(times: list[float]):
@@ -38,8 +38,17 @@ def _timer_callback(times: list[float]):
 
 
 def _train_kwargs(data: str, out: str) -> dict:
-    return dict(dataset_dir=data, output_dir=out, epochs=1, batch_size=2, num_workers=0, multi_scale=False,
-                aug_config={}, seed=0, tensorboard=False)
+    return dict(
+        dataset_dir=data,
+        output_dir=out,
+        epochs=1,
+        batch_size=2,
+        num_workers=0,
+        multi_scale=False,
+        aug_config={},
+        seed=0,
+        tensorboard=False,
+    )
 
 
 def run_ours(data: str, out: str, steps: int) -> list[float]:
@@ -52,8 +61,15 @@ def run_ours(data: str, out: str, steps: int) -> list[float]:
     tc = model.get_train_config(**_train_kwargs(data, out))
     times: list[float] = []
     module = RFDETRModule(model.model_config, tc, model=model.model.model)
-    trainer = build_trainer(tc, model.model_config, accelerator="cpu", callbacks=[_timer_callback(times)],
-                            limit_train_batches=steps + 1, limit_val_batches=0, logger=False)
+    trainer = build_trainer(
+        tc,
+        model.model_config,
+        accelerator="cpu",
+        callbacks=[_timer_callback(times)],
+        limit_train_batches=steps + 1,
+        limit_val_batches=0,
+        logger=False,
+    )
     trainer.fit(module, RFDETRDataModule(model.model_config, tc))
     return times
 
@@ -65,8 +81,14 @@ def run_reference(data: str, out: str, steps: int) -> list[float]:
     model = RFDETRNano(pretrain_weights=None, num_classes=2)
     tc = model.get_train_config(**_train_kwargs(data, out))
     times: list[float] = []
-    trainer = build_trainer(tc, model.model_config, accelerator="cpu", limit_train_batches=steps + 1,
-                            limit_val_batches=0, logger=False)
+    trainer = build_trainer(
+        tc,
+        model.model_config,
+        accelerator="cpu",
+        limit_train_batches=steps + 1,
+        limit_val_batches=0,
+        logger=False,
+    )
     trainer.callbacks.append(_timer_callback(times))
     trainer.fit(RFDETRModelModule(model.model_config, tc), RFDETRDataModule(model.model_config, tc))
     return times
@@ -93,29 +115,48 @@ def main() -> None:
     if args.child:
         child(args.child[0], args.child[1], args.steps, args.threads)
         return
-    from training_fixtures import make_shapes_dataset
+    from tests.support.training_fixtures import make_shapes_dataset
 
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         data = str(make_shapes_dataset(Path(tmp) / "ds", n=16, size=384, same_images=False))
         for impl in ("reference", "ours"):
-            proc = subprocess.run([sys.executable, __file__, "--child", impl, data, "--steps", str(args.steps),
-                                   "--threads", str(args.threads)], capture_output=True, text=True,
-                                  env={**os.environ, "PYTHONWARNINGS": "ignore"})
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--child",
+                    impl,
+                    data,
+                    "--steps",
+                    str(args.steps),
+                    "--threads",
+                    str(args.threads),
+                ],
+                capture_output=True,
+                text=True,
+                env={**os.environ, "PYTHONWARNINGS": "ignore"},
+            )
             line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
             if line is None:
                 sys.exit(f"{impl} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-            results[impl] = json.loads(line[len("RESULT "):])
-    print(f"RF-DETR Nano train step, CPU {args.threads} threads, batch 2, 384 px, "
-          f"{args.steps - args.warmup} timed steps after {args.warmup} warm-up")
+            results[impl] = json.loads(line[len("RESULT ") :])
+    print(
+        f"RF-DETR Nano train step, CPU {args.threads} threads, batch 2, 384 px, "
+        f"{args.steps - args.warmup} timed steps after {args.warmup} warm-up"
+    )
     med = {}
     for impl, res in results.items():
-        timed = res["deltas"][args.warmup:]
+        timed = res["deltas"][args.warmup :]
         med[impl] = statistics.median(timed)
-        print(f"  {impl:9s} step median {med[impl]:.3f} s (min {min(timed):.3f}, max {max(timed):.3f})  "
-              f"peak RSS {res['peak_rss_mib']:.0f} MiB")
-    print(f"  ratio ours/reference: time {med['ours'] / med['reference']:.2f}x, "
-          f"peak RSS {results['ours']['peak_rss_mib'] / results['reference']['peak_rss_mib']:.2f}x")
+        print(
+            f"  {impl:9s} step median {med[impl]:.3f} s (min {min(timed):.3f}, max {max(timed):.3f})  "
+            f"peak RSS {res['peak_rss_mib']:.0f} MiB"
+        )
+    print(
+        f"  ratio ours/reference: time {med['ours'] / med['reference']:.2f}x, "
+        f"peak RSS {results['ours']['peak_rss_mib'] / results['reference']['peak_rss_mib']:.2f}x"
+    )
 
 
 if __name__ == "__main__":

@@ -30,7 +30,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO))
 
 from rfdetr_core.data import build_dataset  # noqa: E402
 from rfdetr_core.evaluation import sweep  # noqa: E402
@@ -107,7 +107,7 @@ def bench_criterion(repeats: int) -> None:
 def bench_dataset(repeats: int) -> None:
     from rfdetr.datasets.coco import build_roboflow_from_coco
 
-    from studio.services.synthetic import make_synthetic_coco
+    from studio.services.projects.synthetic import make_synthetic_coco
 
     args = dict(square_resize_div_64=True, segmentation_head=False, multi_scale=True, expanded_scales=True)
     with tempfile.TemporaryDirectory(prefix="bench_data_") as tmp:

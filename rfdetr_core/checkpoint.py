@@ -88,7 +88,9 @@ def _torch_load(path: str | os.PathLike[str], *, trust: bool) -> Any:
                 f"trust_checkpoint=True (full pickle, can run code)."
             ) from exc
     except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}") from exc
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): {exc}"
+        ) from exc
     warnings.warn(
         f"Loading {path} with full pickle (trust_checkpoint=True): only do this for trusted files.",
         UserWarning,
@@ -121,13 +123,14 @@ def normalize_checkpoint(raw: Any) -> Checkpoint:
     args = raw.get("args", raw.get("hyper_parameters"))
     name = raw.get("model_name")
     extra = {k: v for k, v in raw.items() if k not in ("model", "state_dict", "args", "model_name")}
-    return Checkpoint(state=state, args=args_to_dict(args), model_name=name if isinstance(name, str) else None,
-                      extra=extra)
+    return Checkpoint(
+        state=state, args=args_to_dict(args), model_name=name if isinstance(name, str) else None, extra=extra
+    )
 
 
 def _strip_lightning(key: str) -> str:
-    key = key[len("model."):]
-    return key[len("_orig_mod."):] if key.startswith("_orig_mod.") else key
+    key = key[len("model.") :]
+    return key[len("_orig_mod.") :] if key.startswith("_orig_mod.") else key
 
 
 def args_to_dict(args: Any) -> dict[str, Any]:
@@ -169,8 +172,11 @@ def load_weights(model: nn.Module, ckpt: Checkpoint, *, source: str = "checkpoin
         )
         for key in heads:
             del state[key]
-    wrong = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items()
-             if k in own and v.shape != own[k].shape]
+    wrong = [
+        f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}"
+        for k, v in state.items()
+        if k in own and v.shape != own[k].shape
+    ]
     if wrong:
         raise CheckpointError(f"{source} does not fit this model (checkpoint vs model shapes): {wrong[:8]}")
     result = model.load_state_dict(state, strict=False)
@@ -190,7 +196,13 @@ def _fit_queries(state: dict[str, torch.Tensor], own: dict[str, torch.Tensor], a
         if src.shape == dst.shape or src.shape[1:] != dst.shape[1:] or src.shape[0] < dst.shape[0]:
             continue
         nq, groups = args.get("num_queries"), args.get("group_detr")
-        if nq and groups and nq * groups == src.shape[0] and dst.shape[0] % groups == 0 and dst.shape[0] // groups <= nq:
+        if (
+            nq
+            and groups
+            and nq * groups == src.shape[0]
+            and dst.shape[0] % groups == 0
+            and dst.shape[0] // groups <= nq
+        ):
             state[key] = src.view(groups, nq, -1)[:, : dst.shape[0] // groups].reshape(dst.shape)
         else:
             state[key] = src[: dst.shape[0]]
@@ -206,8 +218,9 @@ def _fit_position_embeddings(state: dict[str, torch.Tensor], own: dict[str, torc
         if h_src * h_src != src.shape[1] - 1 or h_dst * h_dst != dst.shape[1] - 1:
             continue
         grid = src[:, 1:].reshape(1, h_src, h_src, -1).permute(0, 3, 1, 2).float()
-        grid = nn.functional.interpolate(grid, size=(h_dst, h_dst), mode="bicubic", align_corners=False,
-                                         antialias=True)
+        grid = nn.functional.interpolate(
+            grid, size=(h_dst, h_dst), mode="bicubic", align_corners=False, antialias=True
+        )
         grid = grid.permute(0, 2, 3, 1).reshape(1, h_dst * h_dst, -1).to(src.dtype)
         state[key] = torch.cat([src[:, :1], grid], dim=1)
         logger.info("Resampled %s from %dx%d to %dx%d patches", key, h_src, h_src, h_dst, h_dst)
@@ -227,8 +240,10 @@ def save_checkpoint(
     reference, Roboflow's uploader) accepts.
     """
     path = os.fspath(path)
-    payload: dict[str, Any] = {"model": {k: v.detach().cpu() for k, v in state.items()},
-                               "args": argparse.Namespace(**args)}
+    payload: dict[str, Any] = {
+        "model": {k: v.detach().cpu() for k, v in state.items()},
+        "args": argparse.Namespace(**args),
+    }
     if model_name:
         payload["model_name"] = model_name
     payload.update(extra or {})

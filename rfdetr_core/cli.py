@@ -17,18 +17,25 @@ _VARIANTS = ("nano", "small", "medium", "base", "large")
 
 
 def _build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="rfdetr-core", description="RF-DETR object detection (rfdetr_core).")
+    parser = argparse.ArgumentParser(
+        prog="rfdetr-core", description="RF-DETR object detection (rfdetr_core)."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     pred = sub.add_parser("predict", help="detect objects in images and print/save them as JSON")
     pred.add_argument("images", nargs="+", help="image files")
     src = pred.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="checkpoint .pth (variant inferred from it)")
-    src.add_argument("--variant", choices=_VARIANTS, help="official COCO-pretrained variant (downloads if needed)")
+    src.add_argument(
+        "--variant", choices=_VARIANTS, help="official COCO-pretrained variant (downloads if needed)"
+    )
     pred.add_argument("--threshold", type=float, default=0.5, help="minimum confidence (default 0.5)")
     pred.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: the config's)")
     pred.add_argument("--json", dest="json_path", help="write results to this file instead of stdout")
-    pred.add_argument("--trust-checkpoint", action="store_true",
-                      help="allow a full-pickle load of a checkpoint the safe loader refuses (trusted files only)")
+    pred.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow a full-pickle load of a checkpoint the safe loader refuses (trusted files only)",
+    )
     from rfdetr_core.export.cli import add_export_parser
 
     add_export_parser(sub)
@@ -40,7 +47,9 @@ def _load_model(args: argparse.Namespace):
 
     extra = {"device": args.device} if args.device else {}
     if args.weights:
-        return rfdetr_core.RFDETR.from_checkpoint(args.weights, trust_checkpoint=args.trust_checkpoint, **extra)
+        return rfdetr_core.RFDETR.from_checkpoint(
+            args.weights, trust_checkpoint=args.trust_checkpoint, **extra
+        )
     cls = getattr(rfdetr_core, f"RFDETR{args.variant.capitalize()}")
     return cls(**extra)
 
@@ -50,20 +59,29 @@ def _predict(args: argparse.Namespace) -> int:
     records = []
     for image in args.images:
         det = model.predict(image, threshold=args.threshold, include_source_image=False)
-        records.append({
-            "image": image,
-            "detections": [
-                {"class_id": int(cid), "class_name": str(name), "confidence": round(float(conf), 5),
-                 "xyxy": [round(float(v), 2) for v in box]}
-                for box, conf, cid, name in zip(det.xyxy, det.confidence, det.class_id, det.data["class_name"],
-                                                strict=True)
-            ],
-        })
+        records.append(
+            {
+                "image": image,
+                "detections": [
+                    {
+                        "class_id": int(cid),
+                        "class_name": str(name),
+                        "confidence": round(float(conf), 5),
+                        "xyxy": [round(float(v), 2) for v in box],
+                    }
+                    for box, conf, cid, name in zip(
+                        det.xyxy, det.confidence, det.class_id, det.data["class_name"], strict=True
+                    )
+                ],
+            }
+        )
     text = json.dumps(records, indent=2)
     if args.json_path:
         Path(args.json_path).write_text(text + "\n", encoding="utf-8")
-        print(f"wrote {sum(len(r['detections']) for r in records)} detections for {len(records)} image(s) "
-              f"to {args.json_path}")
+        print(
+            f"wrote {sum(len(r['detections']) for r in records)} detections for {len(records)} image(s) "
+            f"to {args.json_path}"
+        )
     else:
         print(text)
     return 0

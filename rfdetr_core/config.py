@@ -93,10 +93,27 @@ class ModelConfig(BaseModel):
     def architecture_dict(self) -> dict[str, Any]:
         """The fields that change the network's state dict or outputs (for comparisons and logs)."""
         keys = (
-            "encoder", "out_feature_indexes", "dec_layers", "two_stage", "projector_scale", "hidden_dim",
-            "patch_size", "num_windows", "sa_nheads", "ca_nheads", "dec_n_points", "num_queries",
-            "bbox_reparam", "lite_refpoint_refine", "layer_norm", "num_channels", "num_classes",
-            "group_detr", "positional_encoding_size", "segmentation_head", "dim_feedforward",
+            "encoder",
+            "out_feature_indexes",
+            "dec_layers",
+            "two_stage",
+            "projector_scale",
+            "hidden_dim",
+            "patch_size",
+            "num_windows",
+            "sa_nheads",
+            "ca_nheads",
+            "dec_n_points",
+            "num_queries",
+            "bbox_reparam",
+            "lite_refpoint_refine",
+            "layer_norm",
+            "num_channels",
+            "num_classes",
+            "group_detr",
+            "positional_encoding_size",
+            "segmentation_head",
+            "dim_feedforward",
         )
         return {key: getattr(self, key) for key in keys}
 

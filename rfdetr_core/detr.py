@@ -89,7 +89,11 @@ class RFDETR:
         ckpt = preloaded
         if ckpt is None and config.pretrain_weights is not None:
             ckpt = ckpt_io.load_checkpoint(config.pretrain_weights, trust=trust)
-        if ckpt is not None and ckpt.head_classes is not None and "num_classes" not in config.model_fields_set:
+        if (
+            ckpt is not None
+            and ckpt.head_classes is not None
+            and "num_classes" not in config.model_fields_set
+        ):
             if ckpt.head_classes != config.num_classes:
                 config.num_classes = ckpt.head_classes  # the checkpoint is authoritative unless pinned
                 config.model_fields_set.discard("num_classes")
@@ -168,13 +172,20 @@ class RFDETR:
             size = (self.model.resolution, self.model.resolution)
         else:
             size = inference.validate_shape(shape, block, patch, cfg.num_windows)
-        if not self._is_optimized_for_inference and not self._has_warned_about_not_being_optimized_for_inference:
-            logger.warning("Model is not optimized for inference. Latency may be higher than expected. "
-                           "You can optimize the model for inference by calling model.optimize_for_inference().")
+        if (
+            not self._is_optimized_for_inference
+            and not self._has_warned_about_not_being_optimized_for_inference
+        ):
+            logger.warning(
+                "Model is not optimized for inference. Latency may be higher than expected. "
+                "You can optimize the model for inference by calling model.optimize_for_inference()."
+            )
             self._has_warned_about_not_being_optimized_for_inference = True
         batch_in = images if isinstance(images, list) else [images]
-        loaded = [inference.load_image(img, num_channels=cfg.num_channels, keep_source=include_source_image)
-                  for img in batch_in]
+        loaded = [
+            inference.load_image(img, num_channels=cfg.num_channels, keep_source=include_source_image)
+            for img in batch_in
+        ]
         batch = inference.preprocess(loaded, size, self.means, self.stds, self.model.device)
         outputs = self._forward(batch)
         sizes = torch.tensor([tuple(img.pixels.shape[1:]) for img in loaded], device=batch.device)
@@ -182,8 +193,15 @@ class RFDETR:
         num_classes = getattr(self.model.args, "num_classes", len(self.class_names))
         names, coco_ids = inference.class_name_table(self.class_names, num_classes)
         detections = [
-            inference.to_detections(res, threshold=threshold, source_shape=tuple(img.pixels.shape[1:]),
-                                    names=names, num_classes=num_classes, coco_ids=coco_ids, source=img.source)
+            inference.to_detections(
+                res,
+                threshold=threshold,
+                source_shape=tuple(img.pixels.shape[1:]),
+                names=names,
+                num_classes=num_classes,
+                coco_ids=coco_ids,
+                source=img.source,
+            )
             for res, img in zip(results, loaded, strict=True)
         ]
         return detections if len(detections) > 1 else detections[0]
@@ -225,8 +243,14 @@ class RFDETR:
             with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
                 frozen = _TupleOutputs(copy.deepcopy(self.model.model)).eval().to(dtype=dtype)
                 if compile:
-                    example = torch.randn(batch_size, self.model_config.num_channels, self.model.resolution,
-                                          self.model.resolution, device=device, dtype=dtype)
+                    example = torch.randn(
+                        batch_size,
+                        self.model_config.num_channels,
+                        self.model.resolution,
+                        self.model.resolution,
+                        device=device,
+                        dtype=dtype,
+                    )
                     with torch.inference_mode(False), torch.no_grad():
                         frozen = torch.jit.freeze(torch.jit.trace(frozen, example, check_trace=False))
                     self._optimized_has_been_compiled = True
@@ -257,23 +281,56 @@ class RFDETR:
 
     def save_checkpoint(self, path: str | os.PathLike[str], **extra: Any) -> None:
         """Write weights + args + ``model_name`` in the official format (loads in the reference)."""
-        ckpt_io.save_checkpoint(path, state=self.model.model.state_dict(), args=self.checkpoint_args(),
-                                model_name=type(self).__name__, extra=extra)
+        ckpt_io.save_checkpoint(
+            path,
+            state=self.model.model.state_dict(),
+            args=self.checkpoint_args(),
+            model_name=type(self).__name__,
+            extra=extra,
+        )
 
-    def export(self, output_dir: str | os.PathLike[str] = "output", infer_dir: str | None = None,
-               backbone_only: bool = False, opset_version: int = 17, verbose: bool = True,
-               shape: tuple[int, int] | None = None, batch_size: int = 1, dynamic_batch: bool = False,
-               patch_size: int | None = None, format: str = "onnx", quantization: str | None = None,
-               calibration_data: Any = None, max_images: int = 100, *, notes: Any = None,
-               verify: bool = True, validation: Any = None, strict: bool = True) -> Any:
+    def export(
+        self,
+        output_dir: str | os.PathLike[str] = "output",
+        infer_dir: str | None = None,
+        backbone_only: bool = False,
+        opset_version: int = 17,
+        verbose: bool = True,
+        shape: tuple[int, int] | None = None,
+        batch_size: int = 1,
+        dynamic_batch: bool = False,
+        patch_size: int | None = None,
+        format: str = "onnx",
+        quantization: str | None = None,
+        calibration_data: Any = None,
+        max_images: int = 100,
+        *,
+        notes: Any = None,
+        verify: bool = True,
+        validation: Any = None,
+        strict: bool = True,
+    ) -> Any:
         """Export to ONNX or TFLite and verify the artefact against this model (see rfdetr_core.export)."""
         from rfdetr_core.export import export_model
 
         return export_model(
-            self, output_dir, format=format, infer_dir=infer_dir, backbone_only=backbone_only,
-            opset_version=opset_version, shape=shape, batch_size=batch_size, dynamic_batch=dynamic_batch,
-            patch_size=patch_size, quantization=quantization, calibration_data=calibration_data,
-            max_images=max_images, notes=notes, verify=verify, validation=validation, strict=strict,
+            self,
+            output_dir,
+            format=format,
+            infer_dir=infer_dir,
+            backbone_only=backbone_only,
+            opset_version=opset_version,
+            shape=shape,
+            batch_size=batch_size,
+            dynamic_batch=dynamic_batch,
+            patch_size=patch_size,
+            quantization=quantization,
+            calibration_data=calibration_data,
+            max_images=max_images,
+            notes=notes,
+            verify=verify,
+            validation=validation,
+            strict=strict,
             progress=print if verbose else (lambda _msg: None),
         )
 
@@ -283,8 +340,14 @@ class RFDETR:
 
         export_for_roboflow(self, output_dir)
 
-    def deploy_to_roboflow(self, workspace: str, project_id: str, version: int | str,
-                           api_key: str | None = None, size: str | None = None) -> None:
+    def deploy_to_roboflow(
+        self,
+        workspace: str,
+        project_id: str,
+        version: int | str,
+        api_key: str | None = None,
+        size: str | None = None,
+    ) -> None:
         """Upload the bundle to Roboflow (needs the ``roboflow`` SDK and an API key)."""
         from rfdetr_core.export import deploy_to_roboflow
 
@@ -299,9 +362,19 @@ class RFDETR:
 
 
 #: Architecture fields a checkpoint may change from its variant's defaults (reduced or widened models).
-_ARCHITECTURE_FIELDS = ("vit_encoder_num_layers", "out_feature_indexes", "dec_layers", "hidden_dim",
-                        "dim_feedforward", "num_queries", "group_detr", "sa_nheads", "ca_nheads",
-                        "dec_n_points", "projector_scale")
+_ARCHITECTURE_FIELDS = (
+    "vit_encoder_num_layers",
+    "out_feature_indexes",
+    "dec_layers",
+    "hidden_dim",
+    "dim_feedforward",
+    "num_queries",
+    "group_detr",
+    "sa_nheads",
+    "ca_nheads",
+    "dec_n_points",
+    "projector_scale",
+)
 
 
 #: Saved ``model_config`` fields never restored: the file itself supplies the weights and the class count
@@ -309,7 +382,9 @@ _ARCHITECTURE_FIELDS = ("vit_encoder_num_layers", "out_feature_indexes", "dec_la
 _NOT_RESTORED = frozenset({"pretrain_weights", "num_classes", "device", "model_name"})
 
 
-def _saved_architecture(ckpt: ckpt_io.Checkpoint, variant: type[RFDETR], given: dict[str, Any]) -> dict[str, Any]:
+def _saved_architecture(
+    ckpt: ckpt_io.Checkpoint, variant: type[RFDETR], given: dict[str, Any]
+) -> dict[str, Any]:
     """The architecture fields where the checkpoint differs from ``variant``'s defaults.
 
     Counts the tensors pin down (layers, queries, widths) win over ``args``, which released
@@ -335,8 +410,13 @@ def _saved_architecture(ckpt: ckpt_io.Checkpoint, variant: type[RFDETR], given: 
         if isinstance(resolution, int) and "resolution" not in given and resolution != defaults.resolution:
             out["resolution"] = resolution
     for name, value in (saved or {}).items():
-        if (name in out or name in given or name in _NOT_RESTORED or name not in config_class.model_fields
-                or value is None):  # fmt: skip
+        if (
+            name in out
+            or name in given
+            or name in _NOT_RESTORED
+            or name not in config_class.model_fields
+            or value is None
+        ):
             continue
         if name == "positional_encoding_size" and "resolution" in given:
             continue  # a caller's resolution brings its own positional grid

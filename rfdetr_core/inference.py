@@ -106,9 +106,13 @@ def _checked_unit_range(t: torch.Tensor, num_channels: int) -> torch.Tensor:
     if t.dtype != torch.float32:  # float64 arrays, half tensors, integer tensors: compute in float32
         t = t.float()
     if (t > 1).any():
-        raise ValueError("Image has pixel values above 1. Please ensure the image is normalized (scaled to [0, 1]).")
+        raise ValueError(
+            "Image has pixel values above 1. Please ensure the image is normalized (scaled to [0, 1])."
+        )
     if (t < 0).any():
-        raise ValueError("Image has pixel values below 0. Please ensure the image is normalized (scaled to [0, 1]).")
+        raise ValueError(
+            "Image has pixel values below 0. Please ensure the image is normalized (scaled to [0, 1])."
+        )
     _check_channels(t, num_channels)
     return t
 
@@ -127,7 +131,9 @@ def validate_shape(shape: object, block_size: int, patch_size: int, num_windows:
     try:
         height, width = shape  # type: ignore[misc]
     except (TypeError, ValueError):
-        raise ValueError(f"shape must be a sequence of two positive integers (height, width), got {shape!r}.") from None
+        raise ValueError(
+            f"shape must be a sequence of two positive integers (height, width), got {shape!r}."
+        ) from None
     dims = []
     for name, dim in (("height", height), ("width", width)):
         if isinstance(dim, bool):
@@ -135,7 +141,9 @@ def validate_shape(shape: object, block_size: int, patch_size: int, num_windows:
         try:
             dims.append(operator.index(dim))
         except TypeError:
-            raise ValueError(f"shape {name} must be an integer, got {type(dim).__name__} (shape={shape!r}).") from None
+            raise ValueError(
+                f"shape {name} must be an integer, got {type(dim).__name__} (shape={shape!r})."
+            ) from None
     if min(dims) <= 0:
         raise ValueError(f"shape must contain positive integers for height and width, got {shape!r}.")
     if dims[0] % block_size or dims[1] % block_size:

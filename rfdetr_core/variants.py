@@ -53,19 +53,25 @@ class RFDETRLarge(RFDETR):
     _model_config_class = RFDETRLargeConfig
 
 
-VARIANTS: dict[str, type[RFDETR]] = {cls.__name__: cls for cls in (RFDETRNano, RFDETRSmall, RFDETRMedium,
-                                                                    RFDETRBase, RFDETRLarge)}
+VARIANTS: dict[str, type[RFDETR]] = {
+    cls.__name__: cls for cls in (RFDETRNano, RFDETRSmall, RFDETRMedium, RFDETRBase, RFDETRLarge)
+}
 #: Substrings of a weights name, most specific first ("large" before "base": no overlap today,
 #: but "rf-detr-base-2" must not match anything else).
 _NAME_HINTS: tuple[tuple[str, type[RFDETR]], ...] = (
-    ("large", RFDETRLarge), ("medium", RFDETRMedium), ("small", RFDETRSmall), ("nano", RFDETRNano),
+    ("large", RFDETRLarge),
+    ("medium", RFDETRMedium),
+    ("small", RFDETRSmall),
+    ("nano", RFDETRNano),
     ("base", RFDETRBase),
 )
 _UNSET = {"", "none", "null"}
 _UNSUPPORTED = ("seg-", "keypoint", "xlarge", "2xlarge", "xxlarge")
 
 
-def infer_variant(ckpt: Checkpoint, path: str | os.PathLike[str], default: type[RFDETR] | None = None) -> type[RFDETR]:
+def infer_variant(
+    ckpt: Checkpoint, path: str | os.PathLike[str], default: type[RFDETR] | None = None
+) -> type[RFDETR]:
     """Pick the variant class: ``model_name`` → ``args.pretrain_weights`` → file name → *default*.
 
     Raises:

@@ -43,21 +43,34 @@ _GCS = "https://storage.googleapis.com/rfdetr"
 OFFICIAL_WEIGHTS: dict[str, WeightAsset] = {
     asset.filename: asset
     for asset in (
-        WeightAsset("rf-detr-nano.pth", f"{_GCS}/nano_coco/checkpoint_best_regular.pth",
-                    "fb6504cce7fbdc783f7a46991f07639f"),
-        WeightAsset("rf-detr-small.pth", f"{_GCS}/small_coco/checkpoint_best_regular.pth",
-                    "fb37061c1af7bace359c91b723a8d5c1"),
-        WeightAsset("rf-detr-medium.pth", f"{_GCS}/medium_coco/checkpoint_best_regular.pth",
-                    "7223f764a87b863f02eb8d52bf0ce2ee"),
+        WeightAsset(
+            "rf-detr-nano.pth",
+            f"{_GCS}/nano_coco/checkpoint_best_regular.pth",
+            "fb6504cce7fbdc783f7a46991f07639f",
+        ),
+        WeightAsset(
+            "rf-detr-small.pth",
+            f"{_GCS}/small_coco/checkpoint_best_regular.pth",
+            "fb37061c1af7bace359c91b723a8d5c1",
+        ),
+        WeightAsset(
+            "rf-detr-medium.pth",
+            f"{_GCS}/medium_coco/checkpoint_best_regular.pth",
+            "7223f764a87b863f02eb8d52bf0ce2ee",
+        ),
         WeightAsset("rf-detr-base.pth", f"{_GCS}/rf-detr-base-coco.pth", "b4d3ce46099eaed50626ede388caf979"),
         WeightAsset("rf-detr-base-2.pth", f"{_GCS}/rf-detr-base-2.pth", "462f4d9df407ddc1812f42614040e913"),
-        WeightAsset("rf-detr-base-o365.pth", f"{_GCS}/top-secret-1234/lwdetr_dinov2_small_o365_checkpoint.pth",
-                    "d93f4921ccbb0f0a2e4364bed290892b"),
+        WeightAsset(
+            "rf-detr-base-o365.pth",
+            f"{_GCS}/top-secret-1234/lwdetr_dinov2_small_o365_checkpoint.pth",
+            "d93f4921ccbb0f0a2e4364bed290892b",
+        ),
         WeightAsset("rf-detr-large.pth", f"{_GCS}/rf-detr-large.pth", "992c8e862aa733a7bb2777e45d49f1a0"),
-        WeightAsset("rf-detr-large-2026.pth", f"{_GCS}/rf-detr-large-2026.pth",
-                    "5cb72153541cbcb9aa6efa26222acc75"),
+        WeightAsset(
+            "rf-detr-large-2026.pth", f"{_GCS}/rf-detr-large-2026.pth", "5cb72153541cbcb9aa6efa26222acc75"
+        ),
     )
-}  # fmt: skip
+}
 
 
 class WeightsDownloadError(RuntimeError):
@@ -152,7 +165,9 @@ def _stream(asset: WeightAsset, dest: Path, out, *, progress: bool, timeout: flo
     try:
         with resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=asset.filename, disable=not progress) as bar:
+            with tqdm(
+                total=total, unit="B", unit_scale=True, desc=asset.filename, disable=not progress
+            ) as bar:
                 while chunk := resp.read(_CHUNK):
                     out.write(chunk)
                     digest.update(chunk)
@@ -191,7 +206,9 @@ def resolve_pretrain_weights(
         if asset is not None and asset.md5 and file_md5(path) != asset.md5:
             logger.warning(
                 "%s does not have the MD5 of the official %s; using it as a custom checkpoint "
-                "(pass redownload=True to fetch the official file).", path, asset.filename,
+                "(pass redownload=True to fetch the official file).",
+                path,
+                asset.filename,
             )
         return path
     if asset is None:

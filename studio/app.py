@@ -29,7 +29,7 @@ from studio.pages import (
     review,
     train,
 )
-from studio.services.projects import list_projects
+from studio.services.projects.catalog import list_projects
 
 PAGES = [projects, data, classes, label, augment, train, review, export]
 CSS_PATH = Path(__file__).resolve().parents[1] / "assets" / "studio.css"
@@ -84,7 +84,7 @@ def build_app(root: Path) -> gr.Blocks:
             for _, hook in hooks:
                 try:
                     out = hook.refresh(slug)
-                except Exception:  # noqa: BLE001 - one page's failure must not blank every page
+                except Exception:
                     logging.getLogger(__name__).exception("refreshing a page for project %r failed", slug)
                     out = [gr.skip()] * len(hook.outputs)
                 values.extend(out if isinstance(out, tuple | list) else [out])

@@ -36,14 +36,20 @@ def default_projects_dir() -> Path:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="rfdetr-studio", description="RF-DETR Studio: label, train, review, export.")
-    p.add_argument("--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1, this machine only)")
+    p = argparse.ArgumentParser(
+        prog="rfdetr-studio", description="RF-DETR Studio: label, train, review, export."
+    )
+    p.add_argument(
+        "--host", default=DEFAULT_HOST, help="address to bind (default 127.0.0.1, this machine only)"
+    )
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help="port to listen on (default 7860)")
     p.add_argument("--projects-dir", type=Path, default=None, help="where projects live (default ./projects)")
     p.add_argument("--no-browser", action="store_true", help="do not open a browser tab")
     p.add_argument("--no-demo", action="store_true", help="do not create the demo project on first start")
     p.add_argument("--username", default=None, help=f"login name (or ${USERNAME_ENV}); required off loopback")
-    p.add_argument("--password", default=None, help=f"login password (or ${PASSWORD_ENV}); required off loopback")
+    p.add_argument(
+        "--password", default=None, help=f"login password (or ${PASSWORD_ENV}); required off loopback"
+    )
     return p
 
 
@@ -90,7 +96,7 @@ def prepare_projects(root: Path, with_demo: bool = True) -> str | None:
     root.mkdir(parents=True, exist_ok=True)
     if not with_demo:
         return None
-    from studio.services.demo import ensure_demo_project
+    from studio.services.projects.demo import ensure_demo_project
 
     slug = ensure_demo_project(root)
     if slug:
@@ -116,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     try:
         prepare_projects(root, with_demo=not args.no_demo)
-    except Exception as exc:  # noqa: BLE001 - the studio is usable without its demo
+    except Exception as exc:
         print(f"rfdetr-studio: warning: the demo project could not be created: {exc}", file=sys.stderr)
 
     from studio.app import build_app, launch_kwargs

@@ -11,13 +11,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
-import pytest  # noqa: E402
+import pytest
 
 
 @pytest.fixture(scope="session")
 def finished_run_template(tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """(project folder, run id) of a tiny run trained to completion once per session. Do not modify it:
     copy it with ``review_fixtures.copy_project`` first."""
-    from review_fixtures import train_finished_run
+    from tests.support.review_fixtures import train_finished_run
 
     return train_finished_run(tmp_path_factory.mktemp("finished_run"))

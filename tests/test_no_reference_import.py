@@ -27,8 +27,11 @@ SCRIPT = textwrap.dedent(
 def test_importing_every_rfdetr_core_module_never_loads_the_reference():
     result = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr
-    lines = dict(line.split(" ", 1) for line in result.stdout.splitlines() if line.split(" ", 1)[0] in
-                 {"LEAKED", "FAILED", "COUNT"})
+    lines = dict(
+        line.split(" ", 1)
+        for line in result.stdout.splitlines()
+        if line.split(" ", 1)[0] in {"LEAKED", "FAILED", "COUNT"}
+    )
     assert lines["LEAKED"] == "[]", lines["LEAKED"]
     assert lines["FAILED"] == "[]", lines["FAILED"]
     assert int(lines["COUNT"]) > 5  # the walk really imported the package's modules
@@ -50,5 +53,7 @@ def test_model_modules_do_not_mention_the_reference_package_in_imports():
                 names = [alias.name for alias in node.names]
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 names = [node.module]
-            offenders += [f"{path.relative_to(root)}: {n}" for n in names if n == "rfdetr" or n.startswith("rfdetr.")]
+            offenders += [
+                f"{path.relative_to(root)}: {n}" for n in names if n == "rfdetr" or n.startswith("rfdetr.")
+            ]
     assert offenders == []

@@ -29,8 +29,10 @@ class ExportVerificationError(RuntimeError):
     """The written artefact does not reproduce the PyTorch model; ``.report`` holds the details."""
 
     def __init__(self, report: dict[str, Any]) -> None:
-        super().__init__(f"Export verification failed for {report['artefact']}: {'; '.join(report['failures'])} "
-                         f"(report: {report.get('report_path')})")
+        super().__init__(
+            f"Export verification failed for {report['artefact']}: {'; '.join(report['failures'])} "
+            f"(report: {report.get('report_path')})"
+        )
         self.report = report
 
 
@@ -79,13 +81,29 @@ def export_model(
         images = calibration_data
     start = time.perf_counter()
     if format == "onnx":
-        path = export_onnx(source, output_dir, shape=shape, opset_version=opset_version, batch_size=batch_size,
-                           dynamic_batch=dynamic_batch, backbone_only=backbone_only, notes=notes,
-                           sample_images=infer_dir)
+        path = export_onnx(
+            source,
+            output_dir,
+            shape=shape,
+            opset_version=opset_version,
+            batch_size=batch_size,
+            dynamic_batch=dynamic_batch,
+            backbone_only=backbone_only,
+            notes=notes,
+            sample_images=infer_dir,
+        )
     else:
-        path = export_tflite(source, output_dir, quantization=quantization, calibration_data=calibration_data,
-                             max_images=max_images, shape=shape, opset_version=opset_version, notes=notes,
-                             progress=progress)
+        path = export_tflite(
+            source,
+            output_dir,
+            quantization=quantization,
+            calibration_data=calibration_data,
+            max_images=max_images,
+            shape=shape,
+            opset_version=opset_version,
+            notes=notes,
+            progress=progress,
+        )
     seconds = time.perf_counter() - start
     progress(f"Exported {path} in {seconds:.1f} s")
     if verify and not backbone_only:
@@ -113,14 +131,20 @@ def summarise(report: dict[str, Any]) -> str:
         f"{report.get('runtime')}) on {report['images']}",
         f"  max |diff| boxes {diff['boxes']:.2e}  logits {diff['logits']:.2e}  scores {diff['scores']:.2e}",
         f"  top-{det['top_k']} detections matched {det['matched']}/{det['compared']}"
-        + (f", max box error {det['max_box_error_px']:.3f} px" if det["max_box_error_px"] is not None else ""),
+        + (
+            f", max box error {det['max_box_error_px']:.3f} px" if det["max_box_error_px"] is not None else ""
+        ),
     ]
     if lat.get("pytorch"):
-        lines.append(f"  median latency ({lat['threads']} threads): PyTorch {lat['pytorch']:.1f} ms, "
-                     f"artefact {lat['artefact']:.1f} ms (x{lat['ratio']:.2f})")
+        lines.append(
+            f"  median latency ({lat['threads']} threads): PyTorch {lat['pytorch']:.1f} ms, "
+            f"artefact {lat['artefact']:.1f} ms (x{lat['ratio']:.2f})"
+        )
     if report.get("map"):
         m = report["map"]
-        lines.append(f"  mAP@50:95 PyTorch {m['pytorch']['map50_95']:.3f} vs artefact {m['artefact']['map50_95']:.3f}")
+        lines.append(
+            f"  mAP@50:95 PyTorch {m['pytorch']['map50_95']:.3f} vs artefact {m['artefact']['map50_95']:.3f}"
+        )
     lines += [f"  FAILED: {f}" for f in report.get("failures", [])]
     lines += [f"  warning: {w}" for w in report.get("warnings", [])]
     return "\n".join(lines)

@@ -93,8 +93,14 @@ def split_tflite_outputs(outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndar
     return a, b  # both end in 4 (a 3-class head): the worker already ordered them dets, labels
 
 
-def run_tflite_model(path: str | Path, nchw: np.ndarray, *, threads: int = 2, repeats: int = 0,
-                     env_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray, list[float], dict]:
+def run_tflite_model(
+    path: str | Path,
+    nchw: np.ndarray,
+    *,
+    threads: int = 2,
+    repeats: int = 0,
+    env_dir: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray, list[float], dict]:
     """A ``.tflite`` in the converter venv's interpreter; inputs go in NHWC as onnx2tf expects."""
     nhwc = np.ascontiguousarray(nchw.transpose(0, 2, 3, 1))
     outputs, info = run_tflite(path, nhwc, threads=threads, repeats=repeats, env_dir=env_dir)

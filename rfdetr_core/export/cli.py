@@ -21,13 +21,19 @@ VARIANTS = ("nano", "small", "medium", "base", "large")
 
 def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Register ``export`` on *subparsers* (from ``parser.add_subparsers()``) and return it."""
-    p = subparsers.add_parser("export", help="export a model to ONNX / TFLite / Roboflow bundle and verify it")
+    p = subparsers.add_parser(
+        "export", help="export a model to ONNX / TFLite / Roboflow bundle and verify it"
+    )
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="checkpoint .pth (variant inferred from it)")
-    src.add_argument("--variant", choices=VARIANTS, help="official variant (pretrained weights, downloads if needed)")
+    src.add_argument(
+        "--variant", choices=VARIANTS, help="official variant (pretrained weights, downloads if needed)"
+    )
     p.add_argument("--format", choices=("onnx", "tflite", "roboflow"), default="onnx")
     p.add_argument("--output", default="output", help="output folder (default: output)")
-    p.add_argument("--shape", type=int, nargs=2, metavar=("H", "W"), help="input size; multiples of patch*windows")
+    p.add_argument(
+        "--shape", type=int, nargs=2, metavar=("H", "W"), help="input size; multiples of patch*windows"
+    )
     p.add_argument("--batch-size", type=int, default=1, help="static batch size baked into the ONNX graph")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: accept any batch size")
     p.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
@@ -37,7 +43,9 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=100, help="calibration images used at most")
     p.add_argument("--notes", help="provenance stored as rfdetr_notes (JSON or plain text)")
     p.add_argument("--images", help="folder of images to verify on (default: calibration folder/synthetic)")
-    p.add_argument("--validation", help="COCO-style labelled folder (_annotations.coco.json): adds mAP to the report")
+    p.add_argument(
+        "--validation", help="COCO-style labelled folder (_annotations.coco.json): adds mAP to the report"
+    )
     p.add_argument("--no-verify", action="store_true", help="skip running the artefact against PyTorch")
     p.add_argument("--keep-failed", action="store_true", help="exit 0 even if verification fails")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow a full-pickle checkpoint load")
@@ -70,15 +78,28 @@ def run_export(args: argparse.Namespace) -> int:
     if args.format == "roboflow":
         out = ex.export_for_roboflow(model, args.output)
         report = ex.verify_bundle(model, out, images=args.images) if not args.no_verify else None
-        print(f"wrote {out}/weights.pt and class_names.txt" + (f"; reload check {report['status']}" if report else ""))
+        print(
+            f"wrote {out}/weights.pt and class_names.txt"
+            + (f"; reload check {report['status']}" if report else "")
+        )
         return 0 if report is None or report["status"] == "passed" or args.keep_failed else 1
     try:
         path = ex.export_model(
-            model, args.output, format=args.format, shape=tuple(args.shape) if args.shape else None,
-            batch_size=args.batch_size, dynamic_batch=args.dynamic_batch, opset_version=args.opset,
-            backbone_only=args.backbone_only, quantization=args.quantization,
-            calibration_data=args.calibration, max_images=args.max_images, notes=_notes(args.notes),
-            verify=not args.no_verify, validation=args.validation, verify_images=args.images,
+            model,
+            args.output,
+            format=args.format,
+            shape=tuple(args.shape) if args.shape else None,
+            batch_size=args.batch_size,
+            dynamic_batch=args.dynamic_batch,
+            opset_version=args.opset,
+            backbone_only=args.backbone_only,
+            quantization=args.quantization,
+            calibration_data=args.calibration,
+            max_images=args.max_images,
+            notes=_notes(args.notes),
+            verify=not args.no_verify,
+            validation=args.validation,
+            verify_images=args.images,
             strict=not args.keep_failed,
         )
     except ex.ExportVerificationError as exc:

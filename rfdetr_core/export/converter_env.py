@@ -112,8 +112,10 @@ def ensure_env(env_dir: Path | None = None, *, progress=print) -> Path:
             elif (env_dir / "bin" / "onnx2tf").exists():
                 return env_dir  # an environment the user prepared and pointed us at: use it as is
             else:
-                raise ConverterEnvError(f"{env_dir} exists but is not a converter environment (no bin/onnx2tf); "
-                                        f"point {ENV_VAR} at an empty or missing folder to create one there.")
+                raise ConverterEnvError(
+                    f"{env_dir} exists but is not a converter environment (no bin/onnx2tf); "
+                    f"point {ENV_VAR} at an empty or missing folder to create one there."
+                )
         env_dir.mkdir(parents=True, exist_ok=True)
         (env_dir / CREATING).touch()
         start = time.perf_counter()

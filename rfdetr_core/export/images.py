@@ -76,7 +76,11 @@ def synthetic_images(count: int, size: tuple[int, int] = (480, 640), seed: int =
     for _ in range(count):
         base = rng.integers(0, 255, size=3)
         yy, xx = np.mgrid[0:height, 0:width]
-        img = (base + 40 * np.sin(xx / rng.uniform(8, 40))[..., None] + 30 * np.cos(yy / rng.uniform(8, 40))[..., None])
+        img = (
+            base
+            + 40 * np.sin(xx / rng.uniform(8, 40))[..., None]
+            + 30 * np.cos(yy / rng.uniform(8, 40))[..., None]
+        )
         img = np.clip(img, 0, 255).astype(np.uint8)
         for _ in range(int(rng.integers(2, 6))):
             x0, y0 = int(rng.integers(0, width - 40)), int(rng.integers(0, height - 40))

@@ -32,7 +32,9 @@ def decode(boxes: np.ndarray, logits: np.ndarray, size_hw: tuple[int, int], top_
     query, labels = order // num_classes, order % num_classes
     cx, cy, w, h = boxes[query].astype(np.float64).T
     height, width = size_hw
-    xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
+    xyxy = np.stack(
+        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1
+    )
     xyxy = np.clip(xyxy, 0, [width, height, width, height])
     return {"boxes": xyxy, "scores": prob[order], "labels": labels, "queries": query}
 
@@ -47,7 +49,9 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
-def match_detections(ref: list[dict], other: list[dict], top_k: int = 10, min_iou: float = 0.5) -> dict[str, Any]:
+def match_detections(
+    ref: list[dict], other: list[dict], top_k: int = 10, min_iou: float = 0.5
+) -> dict[str, Any]:
     """How many of the reference's top-k detections the artefact reproduces: same class, IoU >= ``min_iou``
     (or every coordinate within 1 px).
 
@@ -103,7 +107,9 @@ def load_coco(validation: str | Path | tuple[str | Path, str | Path]) -> tuple[P
     return image_dir, json.loads(ann.read_text())
 
 
-def category_for_labels(class_names: list[str], coco: dict, class_ids: list[int] | None, num_logits: int) -> dict:
+def category_for_labels(
+    class_names: list[str], coco: dict, class_ids: list[int] | None, num_logits: int
+) -> dict:
     """Map logit column → category id: COCO sparse ids as-is, else by name, else by position."""
     if class_ids is not None:
         return {i: i for i in range(num_logits)}
@@ -125,8 +131,14 @@ def coco_map(coco: dict, detections: dict[int, dict], label_to_cat: dict[int, in
             if cat is None:
                 continue
             x0, y0, x1, y1 = (float(v) for v in box)
-            results.append({"image_id": image_id, "category_id": cat, "bbox": [x0, y0, x1 - x0, y1 - y0],
-                            "score": float(score)})
+            results.append(
+                {
+                    "image_id": image_id,
+                    "category_id": cat,
+                    "bbox": [x0, y0, x1 - x0, y1 - y0],
+                    "score": float(score),
+                }
+            )
     if not results:
         return {"map50_95": 0.0, "map50": 0.0}
     gt = COCO()

@@ -50,8 +50,9 @@ def export_for_roboflow(rf: Any, output_dir: str | os.PathLike[str]) -> Path:
     return out
 
 
-def verify_bundle(rf: Any, bundle_dir: str | os.PathLike[str], *, images: Any = None, max_images: int = 4,
-                  save: bool = True) -> dict[str, Any]:
+def verify_bundle(
+    rf: Any, bundle_dir: str | os.PathLike[str], *, images: Any = None, max_images: int = 4, save: bool = True
+) -> dict[str, Any]:
     """Reload the bundle into a fresh model of the same class and compare outputs with *rf*.
 
     Reloading is the only proof that the bundle is complete: class names, head size and every
@@ -72,21 +73,37 @@ def verify_bundle(rf: Any, bundle_dir: str | os.PathLike[str], *, images: Any = 
         "files": sorted(p.name for p in bundle.iterdir() if not p.name.startswith(".")),
         "payload_keys": sorted(payload),
         "class_names_txt_match": names_txt == list(rf.class_names),
-        "args_class_names_match": list(getattr(payload["args"], "class_names", []) or []) == list(rf.class_names),
+        "args_class_names_match": list(getattr(payload["args"], "class_names", []) or [])
+        == list(rf.class_names),
         "reloaded_class_names_match": list(reloaded.class_names) == list(rf.class_names),
         "max_abs_diff": diff,
     }
-    ok = (checks["class_names_txt_match"] and checks["args_class_names_match"]
-          and checks["reloaded_class_names_match"] and diff == 0.0)
-    report = {"artefact": str(bundle), "kind": "roboflow-bundle", "status": "passed" if ok else "failed",
-              "images": len(pil), **checks}
+    ok = (
+        checks["class_names_txt_match"]
+        and checks["args_class_names_match"]
+        and checks["reloaded_class_names_match"]
+        and diff == 0.0
+    )
+    report = {
+        "artefact": str(bundle),
+        "kind": "roboflow-bundle",
+        "status": "passed" if ok else "failed",
+        "images": len(pil),
+        **checks,
+    }
     if save:
         (bundle / "verification.json").write_text(json.dumps(report, indent=2))
     return report
 
 
-def deploy_to_roboflow(rf: Any, workspace: str, project_id: str, version: int | str,
-                       api_key: str | None = None, size: str | None = None) -> None:
+def deploy_to_roboflow(
+    rf: Any,
+    workspace: str,
+    project_id: str,
+    version: int | str,
+    api_key: str | None = None,
+    size: str | None = None,
+) -> None:
     """Upload the bundle to a Roboflow project version (needs the ``roboflow`` package and a key).
 
     Raises:
@@ -95,8 +112,10 @@ def deploy_to_roboflow(rf: Any, workspace: str, project_id: str, version: int | 
     """
     api_key = api_key or os.environ.get("ROBOFLOW_API_KEY")
     if not api_key:
-        raise ValueError("Set api_key=<KEY> in deploy_to_roboflow or export ROBOFLOW_API_KEY=<KEY> "
-                         "(find it under Roboflow > Settings > API Keys).")
+        raise ValueError(
+            "Set api_key=<KEY> in deploy_to_roboflow or export ROBOFLOW_API_KEY=<KEY> "
+            "(find it under Roboflow > Settings > API Keys)."
+        )
     model_type = getattr(rf, "size", None) or size
     if not model_type:
         raise ValueError("Must set size for custom architectures (e.g. size='rfdetr-nano').")

@@ -108,8 +108,12 @@ def source_from_rfdetr(rf: Any) -> ExportSource:
     config = _first(rf, ["model_config", "config"])
     model = _first(rf, ["model.model", "network", "net", "model"])
     if not isinstance(model, nn.Module):
-        raise TypeError(f"Cannot find the torch network on {type(rf).__name__} (looked for .model.model/.model)")
-    resolution = _first(rf, ["resolution", "model.resolution", "model_config.resolution", "config.resolution"])
+        raise TypeError(
+            f"Cannot find the torch network on {type(rf).__name__} (looked for .model.model/.model)"
+        )
+    resolution = _first(
+        rf, ["resolution", "model.resolution", "model_config.resolution", "config.resolution"]
+    )
     patch_size = _first(config, ["patch_size"], 16)
     num_windows = _first(config, ["num_windows"], 1)
     if resolution is None:

@@ -65,10 +65,25 @@ def _write_onnx2tf_sample(workdir: Path, calib: np.ndarray) -> None:
     np.save(workdir / ONNX2TF_SAMPLE, small)
 
 
-def _onnx2tf_command(env_dir: Path, onnx_path: Path, out_dir: Path, quantization: str | None,
-                     calib_path: Path | None, source: ExportSource) -> list[str]:
-    cmd = [str(env_dir / "bin" / "onnx2tf"), "-i", str(onnx_path), "-o", str(out_dir), "-n",
-           "-rtpo", "Erf", "GeLU"]  # built-in ops instead of Flex, so LiteRT runs it
+def _onnx2tf_command(
+    env_dir: Path,
+    onnx_path: Path,
+    out_dir: Path,
+    quantization: str | None,
+    calib_path: Path | None,
+    source: ExportSource,
+) -> list[str]:
+    cmd = [
+        str(env_dir / "bin" / "onnx2tf"),
+        "-i",
+        str(onnx_path),
+        "-o",
+        str(out_dir),
+        "-n",
+        "-rtpo",
+        "Erf",
+        "GeLU",
+    ]  # built-in ops instead of Flex, so LiteRT runs it
     if quantization == "int8":
         mean = json.dumps([[[list(source.means)]]])
         std = json.dumps([[[list(source.stds)]]])
@@ -76,18 +91,30 @@ def _onnx2tf_command(env_dir: Path, onnx_path: Path, out_dir: Path, quantization
     return cmd
 
 
-def run_onnx2tf(env_dir: Path, onnx_path: Path, work: Path, quantization: str | None,
-                calib: np.ndarray, source: ExportSource) -> Path:
+def run_onnx2tf(
+    env_dir: Path,
+    onnx_path: Path,
+    work: Path,
+    quantization: str | None,
+    calib: np.ndarray,
+    source: ExportSource,
+) -> Path:
     """Run onnx2tf in *work* and return the folder it wrote ``.tflite`` files into."""
     _write_onnx2tf_sample(work, calib)
     calib_path = work / "calibration.npy"
     np.save(calib_path, calib)
     out_dir = work / "saved_model"
     cmd = _onnx2tf_command(env_dir, onnx_path, out_dir, quantization, calib_path, source)
-    env = {**os.environ, "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
-           "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "2"}
+    env = {
+        **os.environ,
+        "PATH": f"{env_dir / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CUDA_VISIBLE_DEVICES": "-1",
+        "TF_CPP_MIN_LOG_LEVEL": "2",
+    }
     try:
-        proc = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S)
+        proc = subprocess.run(
+            cmd, cwd=work, env=env, capture_output=True, text=True, timeout=CONVERT_TIMEOUT_S
+        )
     except subprocess.TimeoutExpired as exc:
         raise TFLiteExportError(f"onnx2tf did not finish within {CONVERT_TIMEOUT_S} s") from exc
     if proc.returncode != 0 or not list(out_dir.glob("*.tflite")):
@@ -98,8 +125,12 @@ def run_onnx2tf(env_dir: Path, onnx_path: Path, work: Path, quantization: str | 
 
 def _collect(out_dir: Path, dest: Path, stem: str, quantization: str | None) -> Path:
     """Move onnx2tf's files next to the ONNX with precision suffixes; return the requested one."""
-    names = {"float32": "fp32", "float16": "fp16", "integer_quant": "int8",
-             "dynamic_range_quant": "int8_dynamic_range"}
+    names = {
+        "float32": "fp32",
+        "float16": "fp16",
+        "integer_quant": "int8",
+        "dynamic_range_quant": "int8_dynamic_range",
+    }
     written: dict[str, Path] = {}
     for token, suffix in names.items():
         src = out_dir / f"{stem}_{token}.tflite"  # exact names: "_integer_quant" is also a suffix of others
@@ -147,8 +178,14 @@ def export_tflite(
     env = converter_env.ensure_env(Path(env_dir) if env_dir else None, progress=progress)
     dest = Path(output_dir)
     dest.mkdir(parents=True, exist_ok=True)
-    onnx_path = export_onnx(source, dest, shape=hw, opset_version=opset_version, notes=notes,
-                            sample_images=[(c * 255).astype(np.uint8) for c in calib[:1]])
+    onnx_path = export_onnx(
+        source,
+        dest,
+        shape=hw,
+        opset_version=opset_version,
+        notes=notes,
+        sample_images=[(c * 255).astype(np.uint8) for c in calib[:1]],
+    )
     with tempfile.TemporaryDirectory(prefix="rfdetr_onnx2tf_") as tmp:
         start = time.perf_counter()
         progress(f"Converting {onnx_path.name} to TFLite with onnx2tf (several minutes on CPU)…")
@@ -161,8 +198,14 @@ def export_tflite(
     return result
 
 
-def run_tflite(model_path: str | Path, nhwc: np.ndarray, *, threads: int = 2, repeats: int = 0,
-               env_dir: str | Path | None = None) -> tuple[list[np.ndarray], dict[str, Any]]:
+def run_tflite(
+    model_path: str | Path,
+    nhwc: np.ndarray,
+    *,
+    threads: int = 2,
+    repeats: int = 0,
+    env_dir: str | Path | None = None,
+) -> tuple[list[np.ndarray], dict[str, Any]]:
     """Run a ``.tflite`` on a normalised NHWC batch (one image at a time) in the converter venv.
 
     Returns the per-output arrays (batch stacked) and the worker's info: runtime used (LiteRT or
@@ -172,8 +215,16 @@ def run_tflite(model_path: str | Path, nhwc: np.ndarray, *, threads: int = 2, re
     with tempfile.TemporaryDirectory(prefix="rfdetr_tflite_run_") as tmp:
         tmp_path = Path(tmp)
         np.save(tmp_path / "inputs.npy", np.ascontiguousarray(nhwc, dtype=np.float32))
-        cmd = [str(converter_env.env_python(env)), str(WORKER), str(model_path), str(tmp_path / "inputs.npy"),
-               str(tmp_path / "outputs.npz"), str(tmp_path / "result.json"), str(threads), str(repeats)]
+        cmd = [
+            str(converter_env.env_python(env)),
+            str(WORKER),
+            str(model_path),
+            str(tmp_path / "inputs.npy"),
+            str(tmp_path / "outputs.npz"),
+            str(tmp_path / "result.json"),
+            str(threads),
+            str(repeats),
+        ]
         env_vars = {**os.environ, "CUDA_VISIBLE_DEVICES": "-1", "TF_CPP_MIN_LOG_LEVEL": "2"}
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env_vars, timeout=CONVERT_TIMEOUT_S)
         if proc.returncode != 0:

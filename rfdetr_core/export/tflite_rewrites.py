@@ -69,7 +69,9 @@ class _Builder:
     def op(self, kind: str, *inputs: str, out: str | None = None, **attrs) -> str:
         self.count += 1
         name = out or f"{self.prefix}/{kind}_{self.count}"
-        self.nodes.append(helper.make_node(kind, list(inputs), [name], name=f"{self.prefix}/n{self.count}", **attrs))
+        self.nodes.append(
+            helper.make_node(kind, list(inputs), [name], name=f"{self.prefix}/n{self.count}", **attrs)
+        )
         return name
 
 
@@ -86,7 +88,9 @@ def _replace(node: onnx.NodeProto, shapes: dict[str, list[int]], index: int) -> 
     b = _Builder(f"gs_rewrite_{index}")
     pads = b.const([0, 0, 1, 1, 0, 0, 1, 1], np.int64)
     padded = b.op("Pad", image, pads, mode="constant")
-    flat = b.op("Reshape", b.op("Transpose", padded, perm=[0, 2, 3, 1]), b.const([n * (h + 2) * (w + 2), c], np.int64))
+    flat = b.op(
+        "Reshape", b.op("Transpose", padded, perm=[0, 2, 3, 1]), b.const([n * (h + 2) * (w + 2), c], np.int64)
+    )
     gx = b.op("Gather", grid, b.const(0, np.int64), axis=3)  # [N, Ho, Wo]
     gy = b.op("Gather", grid, b.const(1, np.int64), axis=3)
     # Unnormalise (align_corners=False) and shift by the one-pixel border: ((g+1)*size-1)/2 + 1.

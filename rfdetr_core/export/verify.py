@@ -149,8 +149,10 @@ def verify_export(
     t_boxes, t_logits, t_times = backends.run_torch(source.model, nchw, threads=threads, repeats=repeats)
     a_boxes, a_logits, a_times, info = _run_artefact(kind, path, nchw, threads, repeats, env_dir)
     if a_boxes.shape != t_boxes.shape or a_logits.shape != t_logits.shape:
-        raise ValueError(f"Artefact output shapes {a_boxes.shape}/{a_logits.shape} differ from PyTorch's "
-                         f"{t_boxes.shape}/{t_logits.shape}")
+        raise ValueError(
+            f"Artefact output shapes {a_boxes.shape}/{a_logits.shape} differ from PyTorch's "
+            f"{t_boxes.shape}/{t_logits.shape}"
+        )
     ref = [metrics.decode(t_boxes[i], t_logits[i], shape) for i in range(len(nchw))]
     out = [metrics.decode(a_boxes[i], a_logits[i], shape) for i in range(len(nchw))]
     report: dict[str, Any] = {
@@ -189,10 +191,14 @@ def _warnings(report: dict, kind: str) -> list[str]:
     """Things a user should know even when every check passed."""
     notes = []
     if report["detections"]["match_rate"] < 0.5 and "map" not in report:
-        notes.append(f"only {report['detections']['matched']}/{report['detections']['compared']} top detections "
-                     "agree with PyTorch; pass a labelled validation set to measure the accuracy cost")
+        notes.append(
+            f"only {report['detections']['matched']}/{report['detections']['compared']} top detections "
+            "agree with PyTorch; pass a labelled validation set to measure the accuracy cost"
+        )
     if kind.startswith("tflite") and report["tflite"].get("flex_ops"):
-        notes.append(f"needs TensorFlow Flex ops {report['tflite']['flex_ops']}: the LiteRT interpreter cannot run it")
+        notes.append(
+            f"needs TensorFlow Flex ops {report['tflite']['flex_ops']}: the LiteRT interpreter cannot run it"
+        )
     return notes
 
 
@@ -210,8 +216,10 @@ def _map_both(source: ExportSource, coco: dict, image_ids: list[int], pil: list,
     label_to_cat = metrics.category_for_labels(source.class_names, coco, source.class_ids, num_logits)
     result = {}
     for name, (boxes, logits) in (("pytorch", torch_out), ("artefact", art_out)):
-        dets = {image_ids[i]: metrics.decode(boxes[i], logits[i], (img.height, img.width))
-                for i, img in enumerate(pil)}
+        dets = {
+            image_ids[i]: metrics.decode(boxes[i], logits[i], (img.height, img.width))
+            for i, img in enumerate(pil)
+        }
         result[name] = metrics.coco_map(coco, dets, label_to_cat)
     result["images"] = len(image_ids)
     return result

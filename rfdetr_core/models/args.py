@@ -23,8 +23,13 @@ RENAMED_FIELDS = {"dinov2_patch_size": "patch_size", "dinov2_num_windows": "num_
 #: Run-specific fields that must not leak from someone else's training machine.
 IGNORED_FIELDS = {"device", "pretrain_weights"}
 #: ``model_name`` values written by the reference (class names) -> our variant keys.
-MODEL_NAMES = {"RFDETRNano": "nano", "RFDETRSmall": "small", "RFDETRMedium": "medium", "RFDETRBase": "base",
-               "RFDETRLarge": "large"}
+MODEL_NAMES = {
+    "RFDETRNano": "nano",
+    "RFDETRSmall": "small",
+    "RFDETRMedium": "medium",
+    "RFDETRBase": "base",
+    "RFDETRLarge": "large",
+}
 
 _PREFIX = "backbone.0.encoder.encoder."
 
@@ -97,8 +102,9 @@ def guess_variant(fields: Mapping[str, Any]) -> str:
     return max(VARIANT_CONFIGS, key=lambda variant: score(VARIANT_CONFIGS[variant]))
 
 
-def model_config_from_args(args: Any, state_dict: Mapping[str, Tensor] | None = None,
-                           variant: str | None = None) -> ModelConfig:
+def model_config_from_args(
+    args: Any, state_dict: Mapping[str, Tensor] | None = None, variant: str | None = None
+) -> ModelConfig:
     """Build the config a checkpoint was trained with (``args`` may be ``None``).
 
     ``state_dict`` (the checkpoint's ``model``) overrides whatever it determines, so the resulting

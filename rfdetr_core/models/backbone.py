@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rfdetr_core.models.position_encoding import resize_patch_pos_embed
@@ -47,8 +47,9 @@ class PatchEmbeddings(nn.Module):
 class Embeddings(nn.Module):
     """Patch tokens + learned positions, split into windows, with CLS (and register) tokens."""
 
-    def __init__(self, dim: int, patch_size: int, grid: int, num_windows: int, num_registers: int,
-                 in_channels: int = 3) -> None:
+    def __init__(
+        self, dim: int, patch_size: int, grid: int, num_windows: int, num_registers: int, in_channels: int = 3
+    ) -> None:
         super().__init__()
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         # Used only by masked-image pre-training; kept so DINOv2/RF-DETR checkpoints load strictly.
@@ -241,8 +242,16 @@ class BlockStack(nn.Module):
 class WindowedViT(nn.Module):
     """The DINOv2 trunk: embeddings, blocks and the final LayerNorm applied to each exported stage."""
 
-    def __init__(self, size: str, patch_size: int, grid: int, num_windows: int, num_registers: int,
-                 in_channels: int = 3, depth: int | None = None) -> None:
+    def __init__(
+        self,
+        size: str,
+        patch_size: int,
+        grid: int,
+        num_windows: int,
+        num_registers: int,
+        in_channels: int = 3,
+        depth: int | None = None,
+    ) -> None:
         super().__init__()
         dim, heads, default_depth = VIT_SIZES[size]
         self.embeddings = Embeddings(dim, patch_size, grid, num_windows, num_registers, in_channels)
@@ -258,16 +267,27 @@ class DinoV2Encoder(nn.Module):
     released checkpoint was trained with).
     """
 
-    def __init__(self, encoder: str, out_feature_indexes: Sequence[int], patch_size: int, num_windows: int,
-                 positional_encoding_size: int, in_channels: int = 3, depth: int | None = None,
-                 window_block_indexes: Sequence[int] | None = None) -> None:
+    def __init__(
+        self,
+        encoder: str,
+        out_feature_indexes: Sequence[int],
+        patch_size: int,
+        num_windows: int,
+        positional_encoding_size: int,
+        in_channels: int = 3,
+        depth: int | None = None,
+        window_block_indexes: Sequence[int] | None = None,
+    ) -> None:
         super().__init__()
         size, registers = parse_encoder_name(encoder)
-        self.encoder = WindowedViT(size, patch_size, positional_encoding_size, num_windows,
-                                   4 if registers else 0, in_channels, depth)
+        self.encoder = WindowedViT(
+            size, patch_size, positional_encoding_size, num_windows, 4 if registers else 0, in_channels, depth
+        )
         self.out_feature_indexes = list(out_feature_indexes)
         if window_block_indexes is None:
-            window_block_indexes = sorted(set(range(self.out_feature_indexes[-1] + 1)) - set(out_feature_indexes))
+            window_block_indexes = sorted(
+                set(range(self.out_feature_indexes[-1] + 1)) - set(out_feature_indexes)
+            )
         self.window_block_indexes = set(window_block_indexes)
         self.patch_size = patch_size
         self.num_windows = num_windows
@@ -278,7 +298,9 @@ class DinoV2Encoder(nn.Module):
         block = self.patch_size * self.num_windows
         height, width = images.shape[-2:]
         if height % block or width % block:
-            raise ValueError(f"Input size {height}x{width} must be divisible by patch_size * num_windows = {block}.")
+            raise ValueError(
+                f"Input size {height}x{width} must be divisible by patch_size * num_windows = {block}."
+            )
         vit = self.encoder
         x = vit.embeddings(images)
         wanted = set(self.out_feature_indexes)
@@ -291,14 +313,16 @@ class DinoV2Encoder(nn.Module):
             if index + 1 in wanted:
                 stages[index + 1] = x
         grid = (height // self.patch_size, width // self.patch_size)
-        return [self._to_map(vit.layernorm(stages[i]), images.shape[0], grid) for i in self.out_feature_indexes]
+        return [
+            self._to_map(vit.layernorm(stages[i]), images.shape[0], grid) for i in self.out_feature_indexes
+        ]
 
     def _to_map(self, tokens: Tensor, batch: int, grid: tuple[int, int]) -> Tensor:
         """Drop CLS/register tokens and undo the windowing: ``(B*nw*nw, T, C) -> (B, C, gh, gw)``."""
         nw = self.num_windows
         grid_h, grid_w = grid
         dim = tokens.shape[-1]
-        patches = tokens[:, 1 + self.num_registers:]
+        patches = tokens[:, 1 + self.num_registers :]
         patches = patches.reshape(batch, nw, nw, grid_h // nw, grid_w // nw, dim).transpose(2, 3)
         # An NCHW view of channels-last storage; the projector concatenates the stages first and
         # makes one contiguous copy for its first convolution.

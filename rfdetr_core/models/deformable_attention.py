@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 #: Dtypes whose CPU ``grid_sample`` kernel reads a strided (permuted) input correctly. The bfloat16
@@ -56,8 +56,13 @@ class MSDeformAttn(nn.Module):
         nn.init.xavier_uniform_(self.output_proj.weight)
         nn.init.zeros_(self.output_proj.bias)
 
-    def forward(self, query: Tensor, reference_boxes: Tensor, memory: Tensor,
-                spatial_shapes: Sequence[tuple[int, int]]) -> Tensor:
+    def forward(
+        self,
+        query: Tensor,
+        reference_boxes: Tensor,
+        memory: Tensor,
+        spatial_shapes: Sequence[tuple[int, int]],
+    ) -> Tensor:
         """Attend from ``query (B, Q, C)`` into ``memory (B, sum h*w, C)``.
 
         ``reference_boxes`` are normalised ``(cx, cy, w, h)``, shape ``(B, Q, 4)`` (shared by all
@@ -83,13 +88,14 @@ class MSDeformAttn(nn.Module):
         start = 0
         for level, (height, width) in enumerate(spatial_shapes):
             # (B, h*w, H, d) -> (B*H, d, h, w); a free view for batch 1 in float32, a small copy otherwise.
-            value_l = value[:, start:start + height * width].view(batch, height, width, heads, head_dim)
+            value_l = value[:, start : start + height * width].view(batch, height, width, heads, head_dim)
             value_l = value_l.permute(0, 3, 4, 1, 2).reshape(batch * heads, head_dim, height, width)
             if value_l.dtype not in _STRIDED_GRID_SAMPLE_DTYPES:
                 value_l = value_l.contiguous()
             grid_l = grids[:, :, :, level].reshape(batch * heads, num_q, points, 2)
-            sampled.append(F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros",
-                                         align_corners=False))
+            sampled.append(
+                F.grid_sample(value_l, grid_l, mode="bilinear", padding_mode="zeros", align_corners=False)
+            )
             start += height * width
         samples = sampled[0] if levels == 1 else torch.stack(sampled, dim=-2).flatten(-2)  # (B*H, d, Q, L*P)
         weights = weights.transpose(1, 2).reshape(batch * heads, 1, num_q, levels * points)

@@ -34,13 +34,19 @@ class Backbone(nn.Module):
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.encoder = DinoV2Encoder(
-            config.encoder, config.out_feature_indexes, config.patch_size, config.num_windows,
-            config.positional_encoding_size, in_channels=config.num_channels,
-            depth=config.vit_encoder_num_layers, window_block_indexes=config.window_block_indexes,
+            config.encoder,
+            config.out_feature_indexes,
+            config.patch_size,
+            config.num_windows,
+            config.positional_encoding_size,
+            in_channels=config.num_channels,
+            depth=config.vit_encoder_num_layers,
+            window_block_indexes=config.window_block_indexes,
         )
         init_vit_weights(self.encoder.encoder)
-        self.projector = MultiScaleProjector(self.encoder.out_channels, config.hidden_dim, config.projector_scale,
-                                             layer_norm=config.layer_norm)
+        self.projector = MultiScaleProjector(
+            self.encoder.out_channels, config.hidden_dim, config.projector_scale, layer_norm=config.layer_norm
+        )
         if config.freeze_encoder:
             self.encoder.requires_grad_(False)
 
@@ -56,7 +62,9 @@ class RFDETRDetector(nn.Module):
         if config.segmentation_head:
             raise NotImplementedError("The segmentation head is not implemented yet.")
         if not config.lite_refpoint_refine:
-            raise NotImplementedError("Only lite_refpoint_refine=True (every released variant) is implemented.")
+            raise NotImplementedError(
+                "Only lite_refpoint_refine=True (every released variant) is implemented."
+            )
         self.config = config
         self.num_queries = config.num_queries
         self.group_detr = config.group_detr
@@ -65,9 +73,17 @@ class RFDETRDetector(nn.Module):
         num_logits = config.num_classes + 1
         self.register_buffer("_kp_active_mask", torch.zeros(0, 0, dtype=torch.bool))
         self.transformer = Transformer(
-            dim, config.sa_nheads, config.ca_nheads, config.num_queries, config.dec_layers, config.dim_feedforward,
-            config.group_detr, len(config.projector_scale), config.dec_n_points,
-            bbox_reparam=config.bbox_reparam, two_stage=config.two_stage,
+            dim,
+            config.sa_nheads,
+            config.ca_nheads,
+            config.num_queries,
+            config.dec_layers,
+            config.dim_feedforward,
+            config.group_detr,
+            len(config.projector_scale),
+            config.dec_n_points,
+            bbox_reparam=config.bbox_reparam,
+            two_stage=config.two_stage,
         )
         self.class_embed = nn.Linear(dim, num_logits)
         self.bbox_embed = MLP(dim, dim, 4, 3)
@@ -84,8 +100,12 @@ class RFDETRDetector(nn.Module):
         nn.init.zeros_(self.bbox_embed.layers[-1].bias)
         if self.transformer.two_stage:
             groups = self.group_detr
-            self.transformer.enc_out_class_embed = nn.ModuleList(copy.deepcopy(self.class_embed) for _ in range(groups))
-            self.transformer.enc_out_bbox_embed = nn.ModuleList(copy.deepcopy(self.bbox_embed) for _ in range(groups))
+            self.transformer.enc_out_class_embed = nn.ModuleList(
+                copy.deepcopy(self.class_embed) for _ in range(groups)
+            )
+            self.transformer.enc_out_bbox_embed = nn.ModuleList(
+                copy.deepcopy(self.bbox_embed) for _ in range(groups)
+            )
 
     def reinitialize_detection_head(self, num_logits: int) -> None:
         """Resize every class head to ``num_logits`` outputs, tiling or truncating the current rows."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 LEVEL_SCALES = {"P3": 2.0, "P4": 1.0, "P5": 0.5}
@@ -36,8 +36,15 @@ class ChannelLayerNorm(nn.Module):
 class ConvNormAct(nn.Module):
     """Bias-free convolution, LayerNorm (or BatchNorm) and activation — parameter names ``conv``/``bn``."""
 
-    def __init__(self, c_in: int, c_out: int, kernel: int = 3, stride: int = 1, act: str = "silu",
-                 layer_norm: bool = True) -> None:
+    def __init__(
+        self,
+        c_in: int,
+        c_out: int,
+        kernel: int = 3,
+        stride: int = 1,
+        act: str = "silu",
+        layer_norm: bool = True,
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv2d(c_in, c_out, kernel, stride, padding=kernel // 2, bias=False)
         self.bn = ChannelLayerNorm(c_out) if layer_norm else nn.BatchNorm2d(c_out)
@@ -92,8 +99,14 @@ def _resampler(scale: float, channels: int, layer_norm: bool) -> nn.Sequential:
 class MultiScaleProjector(nn.Module):
     """Stage maps ``[(B, C_i, h, w)]`` -> one ``(B, hidden_dim, h_l, w_l)`` map per pyramid level."""
 
-    def __init__(self, in_channels: Sequence[int], out_channels: int, levels: Sequence[str],
-                 layer_norm: bool = True, num_blocks: int = 3) -> None:
+    def __init__(
+        self,
+        in_channels: Sequence[int],
+        out_channels: int,
+        levels: Sequence[str],
+        layer_norm: bool = True,
+        num_blocks: int = 3,
+    ) -> None:
         super().__init__()
         if list(levels) != sorted(levels):
             raise ValueError(f"projector_scale must be in ascending order (P3, P4, P5), got {levels}")
@@ -104,8 +117,11 @@ class MultiScaleProjector(nn.Module):
         self.stages = nn.ModuleList()
         for scale in scales:
             fused = int(sum(c // max(1, scale) for c in in_channels))
-            self.stages.append(nn.Sequential(C2f(fused, out_channels, num_blocks, layer_norm),
-                                             ChannelLayerNorm(out_channels)))
+            self.stages.append(
+                nn.Sequential(
+                    C2f(fused, out_channels, num_blocks, layer_norm), ChannelLayerNorm(out_channels)
+                )
+            )
 
     def forward(self, feats: Sequence[Tensor]) -> list[Tensor]:
         out = []

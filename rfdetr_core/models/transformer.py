@@ -14,7 +14,7 @@ import copy
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F  # noqa: N812
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rfdetr_core.models.deformable_attention import MSDeformAttn
@@ -29,8 +29,9 @@ def apply_box_delta(boxes: Tensor, delta: Tensor) -> Tensor:
     return torch.cat([cxcy, wh], dim=-1)
 
 
-def encoder_proposals(memory: Tensor, spatial_shapes: Sequence[tuple[int, int]],
-                      unsigmoid: bool) -> tuple[Tensor, Tensor]:
+def encoder_proposals(
+    memory: Tensor, spatial_shapes: Sequence[tuple[int, int]], unsigmoid: bool
+) -> tuple[Tensor, Tensor]:
     """One anchor per memory position: its cell centre, size ``0.05 * 2**level``.
 
     Anchors touching the border (any coordinate outside ``(0.01, 0.99)``) are disabled: their
@@ -38,11 +39,15 @@ def encoder_proposals(memory: Tensor, spatial_shapes: Sequence[tuple[int, int]],
     """
     anchors = []
     for level, (height, width) in enumerate(spatial_shapes):
-        ys, xs = torch.meshgrid(torch.arange(height, dtype=torch.float32, device=memory.device),
-                                torch.arange(width, dtype=torch.float32, device=memory.device), indexing="ij")
-        centre = (torch.stack([xs, ys], -1) + 0.5) / torch.tensor([width, height], dtype=torch.float32,
-                                                                  device=memory.device)
-        size = torch.full_like(centre, 0.05 * (2.0 ** level))
+        ys, xs = torch.meshgrid(
+            torch.arange(height, dtype=torch.float32, device=memory.device),
+            torch.arange(width, dtype=torch.float32, device=memory.device),
+            indexing="ij",
+        )
+        centre = (torch.stack([xs, ys], -1) + 0.5) / torch.tensor(
+            [width, height], dtype=torch.float32, device=memory.device
+        )
+        size = torch.full_like(centre, 0.05 * (2.0**level))
         anchors.append(torch.cat([centre, size], -1).reshape(-1, 4))
     proposals = (anchors[0] if len(anchors) == 1 else torch.cat(anchors, 0)).unsqueeze(0)
     valid = ((proposals > 0.01) & (proposals < 0.99)).all(-1, keepdim=True)
@@ -59,7 +64,9 @@ def _grouped_linear(x: Tensor, linears: Sequence[nn.Linear]) -> Tensor:
     weight = torch.stack([m.weight for m in linears])
     bias = torch.stack([m.bias for m in linears])
     groups, batch, length, channels = x.shape
-    out = torch.baddbmm(bias.unsqueeze(1), x.reshape(groups, batch * length, channels), weight.transpose(1, 2))
+    out = torch.baddbmm(
+        bias.unsqueeze(1), x.reshape(groups, batch * length, channels), weight.transpose(1, 2)
+    )
     return out.view(groups, batch, length, -1)
 
 
@@ -91,7 +98,7 @@ class QueryAttention(nn.Module):
         batch, length, dim = v_in.shape
         head_dim = dim // self.num_heads
         qk = F.linear(qk_in, self.in_proj_weight[: 2 * dim], self.in_proj_bias[: 2 * dim])
-        v = F.linear(v_in, self.in_proj_weight[2 * dim:], self.in_proj_bias[2 * dim:])
+        v = F.linear(v_in, self.in_proj_weight[2 * dim :], self.in_proj_bias[2 * dim :])
         q, k = qk.view(batch, length, 2, self.num_heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         v = v.view(batch, length, self.num_heads, head_dim).transpose(1, 2)
         out = F.scaled_dot_product_attention(q, k, v)
@@ -101,8 +108,16 @@ class QueryAttention(nn.Module):
 class DecoderLayer(nn.Module):
     """Post-norm layer: group-wise self-attention, deformable cross-attention, ReLU FFN."""
 
-    def __init__(self, dim: int, sa_heads: int, ca_heads: int, ffn_dim: int, n_levels: int, n_points: int,
-                 group_detr: int) -> None:
+    def __init__(
+        self,
+        dim: int,
+        sa_heads: int,
+        ca_heads: int,
+        ffn_dim: int,
+        n_levels: int,
+        n_points: int,
+        group_detr: int,
+    ) -> None:
         super().__init__()
         self.self_attn = QueryAttention(dim, sa_heads)
         self.norm1 = nn.LayerNorm(dim)
@@ -113,8 +128,14 @@ class DecoderLayer(nn.Module):
         self.norm3 = nn.LayerNorm(dim)
         self.group_detr = group_detr
 
-    def forward(self, tgt: Tensor, query_pos: Tensor, ref_boxes: Tensor, memory: Tensor,
-                spatial_shapes: Sequence[tuple[int, int]]) -> Tensor:
+    def forward(
+        self,
+        tgt: Tensor,
+        query_pos: Tensor,
+        ref_boxes: Tensor,
+        memory: Tensor,
+        spatial_shapes: Sequence[tuple[int, int]],
+    ) -> Tensor:
         qk = tgt + query_pos
         groups = self.group_detr if self.training else 1
         if groups > 1:
@@ -143,8 +164,9 @@ class Decoder(nn.Module):
         self.ref_point_head = MLP(2 * dim, dim, dim, 2)
         self.dim = dim
 
-    def forward(self, tgt: Tensor, ref_boxes: Tensor, memory: Tensor,
-                spatial_shapes: Sequence[tuple[int, int]]) -> Tensor:
+    def forward(
+        self, tgt: Tensor, ref_boxes: Tensor, memory: Tensor, spatial_shapes: Sequence[tuple[int, int]]
+    ) -> Tensor:
         query_pos = self.ref_point_head(box_sine_embedding(ref_boxes, self.dim // 2))
         hidden = []
         for index, layer in enumerate(self.layers):
@@ -157,9 +179,20 @@ class Decoder(nn.Module):
 class Transformer(nn.Module):
     """Two-stage selection + decoder. ``forward`` returns a dict of decoder and encoder-stage outputs."""
 
-    def __init__(self, dim: int, sa_heads: int, ca_heads: int, num_queries: int, num_layers: int,
-                 ffn_dim: int, group_detr: int, n_levels: int, n_points: int,
-                 bbox_reparam: bool = True, two_stage: bool = True) -> None:
+    def __init__(
+        self,
+        dim: int,
+        sa_heads: int,
+        ca_heads: int,
+        num_queries: int,
+        num_layers: int,
+        ffn_dim: int,
+        group_detr: int,
+        n_levels: int,
+        n_points: int,
+        bbox_reparam: bool = True,
+        two_stage: bool = True,
+    ) -> None:
         super().__init__()
         layer = DecoderLayer(dim, sa_heads, ca_heads, ffn_dim, n_levels, n_points, group_detr)
         self.decoder = Decoder(layer, num_layers, dim)
@@ -216,7 +249,9 @@ class Transformer(nn.Module):
         index = torch.topk(scores.max(-1)[0], topk, dim=-1)[1].unsqueeze(-1)  # (G, B, k, 1)
         logits = torch.gather(scores, 2, index.expand(-1, -1, -1, scores.shape[-1]))
         selected = torch.gather(projected, 2, index.expand(-1, -1, -1, self.dim))
-        anchors = torch.gather(proposals.unsqueeze(0).expand(groups, -1, -1, -1), 2, index.expand(-1, -1, -1, 4))
+        anchors = torch.gather(
+            proposals.unsqueeze(0).expand(groups, -1, -1, -1), 2, index.expand(-1, -1, -1, 4)
+        )
         delta = selected
         mlps = list(self.enc_out_bbox_embed)
         for depth in range(len(mlps[0].layers)):
@@ -228,13 +263,19 @@ class Transformer(nn.Module):
         def merge(t: Tensor) -> Tensor:  # (G, B, k, C) -> (B, G * k, C), group 0 first
             return t.permute(1, 0, 2, 3).reshape(batch, groups * topk, t.shape[-1])
 
-        return {"enc_boxes": merge(boxes), "boxes": merge(boxes).detach(), "enc_hidden": merge(selected),
-                "enc_logits": merge(logits)}
+        return {
+            "enc_boxes": merge(boxes),
+            "boxes": merge(boxes).detach(),
+            "enc_hidden": merge(selected),
+            "enc_logits": merge(logits),
+        }
 
     def _anchor_boxes(self, anchors: Tensor, delta: Tensor) -> Tensor:
         return apply_box_delta(anchors, delta) if self.bbox_reparam else delta + anchors
 
-    def forward(self, srcs: Sequence[Tensor], refpoint_embed: Tensor, query_feat: Tensor) -> dict[str, Tensor]:
+    def forward(
+        self, srcs: Sequence[Tensor], refpoint_embed: Tensor, query_feat: Tensor
+    ) -> dict[str, Tensor]:
         """``srcs``: projector levels ``(B, C, h, w)``; ``refpoint_embed (N, 4)``, ``query_feat (N, C)``."""
         spatial_shapes = [(src.shape[-2], src.shape[-1]) for src in srcs]
         flat = [src.flatten(2).transpose(1, 2) for src in srcs]

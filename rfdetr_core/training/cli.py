@@ -46,21 +46,38 @@ def _value(text: str) -> Any:
 def build_train_parser() -> argparse.ArgumentParser:
     from rfdetr_core.train_config import TrainConfig
 
-    parser = argparse.ArgumentParser(prog="rfdetr-core train", description="Fine-tune an RF-DETR model "
-                                     "(options are the keyword arguments of RFDETR.train()).")
+    parser = argparse.ArgumentParser(
+        prog="rfdetr-core train",
+        description="Fine-tune an RF-DETR model (options are the keyword arguments of RFDETR.train()).",
+    )
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--variant", choices=_VARIANTS, default="nano", help="model size (default nano)")
     source.add_argument("--weights", help="start from this checkpoint (.pth); the variant is read from it")
-    parser.add_argument("--model", type=json.loads, default={}, metavar="JSON",
-                        help='architecture overrides (ModelConfig fields), e.g. \'{"num_queries": 100}\'')
-    parser.add_argument("--pretrain_weights", type=_value, default="default",
-                        help="variant weights file, or 'none' to start from random weights")
-    parser.add_argument("--resolution", type=int, help="training resolution (multiple of patch_size*num_windows)")
+    parser.add_argument(
+        "--model",
+        type=json.loads,
+        default={},
+        metavar="JSON",
+        help="architecture overrides (ModelConfig fields), e.g. '{\"num_queries\": 100}'",
+    )
+    parser.add_argument(
+        "--pretrain_weights",
+        type=_value,
+        default="default",
+        help="variant weights file, or 'none' to start from random weights",
+    )
+    parser.add_argument(
+        "--resolution", type=int, help="training resolution (multiple of patch_size*num_windows)"
+    )
     parser.add_argument("--device", help="cpu, cuda, cuda:1, mps")
     for name, field in TrainConfig.model_fields.items():
         default = None if field.is_required() else field.default
-        parser.add_argument(f"--{name}", type=_value, default=argparse.SUPPRESS,
-                            help=f"(default: {default!r})" if not field.is_required() else "(required)")
+        parser.add_argument(
+            f"--{name}",
+            type=_value,
+            default=argparse.SUPPRESS,
+            help=f"(default: {default!r})" if not field.is_required() else "(required)",
+        )
     return parser
 
 
@@ -103,10 +120,17 @@ def _lightning_cli_class():
             config = {**self._get(self.config_init, "trainer", default={}), **kwargs}
             defaults = {k: p.default for k, p in inspect.signature(pl.Trainer.__init__).parameters.items()}
             extra_callbacks = list(config.pop("callbacks", None) or [])
-            extra_callbacks += [self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys]
+            extra_callbacks += [
+                self._get(self.config_init, c) for c in self._parser(self.subcommand).callback_keys
+            ]
             overrides = {k: v for k, v in config.items() if k in defaults and v != defaults[k]}
-            return build_trainer(self.model.train_config, self.model.model_config, callbacks=extra_callbacks,
-                                 class_names=self.model.class_names, **overrides)
+            return build_trainer(
+                self.model.train_config,
+                self.model.model_config,
+                callbacks=extra_callbacks,
+                class_names=self.model.class_names,
+                **overrides,
+            )
 
     return RFDETRCli
 
@@ -116,8 +140,12 @@ def run_lightning(argv: Sequence[str] | None = None) -> int:
     from rfdetr_core.training.datamodule import RFDETRDataModule
     from rfdetr_core.training.module import RFDETRModule
 
-    _lightning_cli_class()(RFDETRModule, RFDETRDataModule, args=None if argv is None else list(argv),
-                           save_config_kwargs={"overwrite": True})
+    _lightning_cli_class()(
+        RFDETRModule,
+        RFDETRDataModule,
+        args=None if argv is None else list(argv),
+        save_config_kwargs={"overwrite": True},
+    )
     return 0
 
 

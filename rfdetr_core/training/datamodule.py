@@ -41,7 +41,9 @@ class RFDETRDataModule(pl.LightningDataModule):
         self.train_config = train_config
         self.datasets: dict[str, Any] = {}
         self.augment_config = augment_config_from_train_kwargs(
-            train_config.aug_config, train_config.multi_scale, train_config.expanded_scales,
+            train_config.aug_config,
+            train_config.multi_scale,
+            train_config.expanded_scales,
             train_config.scale_jitter,
         )
 
@@ -55,7 +57,10 @@ class RFDETRDataModule(pl.LightningDataModule):
         for split in _STAGE_SPLITS.get(stage or "fit", ("train", "val")):
             if split not in self.datasets:
                 self.datasets[split] = build_dataset(
-                    self.train_config.dataset_dir, split, self.model_config.resolution, self.augment_config,
+                    self.train_config.dataset_dir,
+                    split,
+                    self.model_config.resolution,
+                    self.augment_config,
                     block_size=self.model_config.block_size,
                 )
 
@@ -87,7 +92,11 @@ class RFDETRDataModule(pl.LightningDataModule):
 
     def _grad_accum_steps(self) -> int:
         trainer = getattr(self, "trainer", None)
-        return int(trainer.accumulate_grad_batches) if trainer is not None else self.train_config.grad_accum_steps
+        return (
+            int(trainer.accumulate_grad_batches)
+            if trainer is not None
+            else self.train_config.grad_accum_steps
+        )
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.dataset("train")
@@ -97,7 +106,9 @@ class RFDETRDataModule(pl.LightningDataModule):
             logger.info("Small dataset (%d < %d samples): sampling with replacement.", len(dataset), minimum)
             sampler = RandomSampler(dataset, replacement=True, num_samples=minimum)
             return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **self._loader_kwargs())
-        return DataLoader(dataset, batch_size=batch_size, shuffle=True, drop_last=True, **self._loader_kwargs())
+        return DataLoader(
+            dataset, batch_size=batch_size, shuffle=True, drop_last=True, **self._loader_kwargs()
+        )
 
     def _eval_loader(self, split: str) -> DataLoader:
         size = self.train_config.eval_batch_size or int(self.train_config.batch_size)

@@ -56,18 +56,24 @@ class RFDETRModule(pl.LightningModule):
     from ``model_config`` (loading ``pretrain_weights`` if set).
     """
 
-    def __init__(self, model_config: ModelConfig, train_config: TrainConfig, model: nn.Module | None = None) -> None:
+    def __init__(
+        self, model_config: ModelConfig, train_config: TrainConfig, model: nn.Module | None = None
+    ) -> None:
         super().__init__()
         self.model_config = model_config
         self.train_config = train_config
         self.model = model if model is not None else build_network(model_config)
         weights = build_weight_dict(model_config.dec_layers, model_config.two_stage)
         if train_config.cls_loss_coef != 1.0:
-            weights = {k: v * train_config.cls_loss_coef if k.startswith("loss_ce") else v for k, v in weights.items()}
+            weights = {
+                k: v * train_config.cls_loss_coef if k.startswith("loss_ce") else v
+                for k, v in weights.items()
+            }
         self.criterion = SetCriterion(weight_dict=weights, group_detr=model_config.group_detr)
         self.class_names: list[str] | None = train_config.class_names
-        self._sizes = multi_scale_sizes(model_config.resolution, model_config.block_size,
-                                        train_config.expanded_scales)
+        self._sizes = multi_scale_sizes(
+            model_config.resolution, model_config.block_size, train_config.expanded_scales
+        )
 
     @property
     def ema_model(self) -> nn.Module | None:
@@ -109,7 +115,9 @@ class RFDETRModule(pl.LightningModule):
                 self.log(f"train/{key}", losses[key].detach(), on_step=False, on_epoch=True, batch_size=size)
         return loss
 
-    def _detect(self, network: nn.Module, samples: NestedTensor, targets: list[dict[str, Tensor]]) -> list[dict]:
+    def _detect(
+        self, network: nn.Module, samples: NestedTensor, targets: list[dict[str, Tensor]]
+    ) -> list[dict]:
         outputs = network(samples.tensors)
         sizes = torch.stack([t["orig_size"] for t in targets]).to(samples.tensors.device)
         return postprocess(outputs, sizes, self.model_config.num_select)
@@ -137,15 +145,27 @@ class RFDETRModule(pl.LightningModule):
         if tc.optimizer.lower() != "adamw":
             raise ValueError(f"optimizer={tc.optimizer!r} is not supported; rfdetr_core trains with 'adamw'.")
         groups = param_groups(
-            self.model, lr=tc.lr, lr_encoder=tc.lr_encoder, weight_decay=tc.weight_decay,
-            lr_vit_layer_decay=tc.lr_vit_layer_decay, lr_component_decay=tc.lr_component_decay,
+            self.model,
+            lr=tc.lr,
+            lr_encoder=tc.lr_encoder,
+            weight_decay=tc.weight_decay,
+            lr_vit_layer_decay=tc.lr_vit_layer_decay,
+            lr_component_decay=tc.lr_component_decay,
             num_vit_layers=mc.out_feature_indexes[-1] + 1,
         )
         optimizer = torch.optim.AdamW(groups, lr=tc.lr, weight_decay=tc.weight_decay)
         total = max(1, int(self.trainer.estimated_stepping_batches))
-        scheduler = build_scheduler(optimizer, total_steps=total, epochs=tc.epochs, warmup_epochs=tc.warmup_epochs,
-                                    kind=tc.lr_scheduler)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1}}
+        scheduler = build_scheduler(
+            optimizer,
+            total_steps=total,
+            epochs=tc.epochs,
+            warmup_epochs=tc.warmup_epochs,
+            kind=tc.lr_scheduler,
+        )
+        return {
+            "optimizer": optimizer,
+            "lr_scheduler": {"scheduler": scheduler, "interval": "step", "frequency": 1},
+        }
 
     # -- checkpoints ---------------------------------------------------------------------------
     def checkpoint_args(self) -> dict[str, Any]:

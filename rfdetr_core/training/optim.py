@@ -112,10 +112,19 @@ def build_scheduler(
     steps_per_epoch = max(1, total_steps // max(1, epochs))
     warmup_steps = int(steps_per_epoch * warmup_epochs)
     kind = kind.strip().lower()
-    lr_multiplier(0, total_steps=total_steps, steps_per_epoch=steps_per_epoch, kind=kind)  # validate `kind` now
+    lr_multiplier(
+        0, total_steps=total_steps, steps_per_epoch=steps_per_epoch, kind=kind
+    )  # validate `kind` now
 
     def factor(step: int) -> float:
-        return lr_multiplier(step, total_steps=total_steps, steps_per_epoch=steps_per_epoch,
-                             warmup_steps=warmup_steps, kind=kind, lr_drop=lr_drop, min_factor=min_factor)
+        return lr_multiplier(
+            step,
+            total_steps=total_steps,
+            steps_per_epoch=steps_per_epoch,
+            warmup_steps=warmup_steps,
+            kind=kind,
+            lr_drop=lr_drop,
+            min_factor=min_factor,
+        )
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=factor)

@@ -54,8 +54,11 @@ def resolve_device(device: Any) -> tuple[str | None, list[int] | None]:
         return "gpu", index
     if resolved.type == "mps":
         return "mps", index
-    warnings.warn(f"Device type {resolved.type!r} has no Lightning accelerator mapping; using auto-detection.",
-                  UserWarning, stacklevel=3)
+    warnings.warn(
+        f"Device type {resolved.type!r} has no Lightning accelerator mapping; using auto-detection.",
+        UserWarning,
+        stacklevel=3,
+    )
     return None, None
 
 
@@ -113,7 +116,11 @@ def align_num_classes(model: RFDETR, dataset_dir: str) -> None:
         logger.warning(
             "Dataset '%s' has %d classes but model was initialized with num_classes=%d. Using the model's "
             "configured value (%d). If this is unintentional, reinitialize the model with num_classes=%d.",
-            dataset_dir, wanted, mc.num_classes, mc.num_classes, wanted,
+            dataset_dir,
+            wanted,
+            mc.num_classes,
+            mc.num_classes,
+            wanted,
         )
         return
     logger.info("Dataset has %d classes: resizing the class head from %d.", wanted, mc.num_classes)
@@ -130,9 +137,12 @@ def _split_callbacks(value: Any) -> list[Callback]:
         return []
     if isinstance(value, dict):
         if any(value.values()):
-            warnings.warn("A callbacks dict is not supported; pass Lightning Callback objects "
-                          "(e.g. rfdetr_core.training.callbacks.TrainingProgress) in a list instead.",
-                          DeprecationWarning, stacklevel=3)
+            warnings.warn(
+                "A callbacks dict is not supported; pass Lightning Callback objects "
+                "(e.g. rfdetr_core.training.callbacks.TrainingProgress) in a list instead.",
+                DeprecationWarning,
+                stacklevel=3,
+            )
         return []
     items = list(value) if isinstance(value, Sequence) else [value]
     bad = [type(c).__name__ for c in items if not isinstance(c, Callback)]
@@ -142,8 +152,10 @@ def _split_callbacks(value: Any) -> list[Callback]:
 
 
 def _pop_deprecated(kwargs: dict[str, Any]) -> None:
-    for name, note in (("start_epoch", "resume from a checkpoint with `resume`"),
-                       ("do_benchmark", "benchmarking is not part of train()")):
+    for name, note in (
+        ("start_epoch", "resume from a checkpoint with `resume`"),
+        ("do_benchmark", "benchmarking is not part of train()"),
+    ):
         if name in kwargs:
             kwargs.pop(name)
             warnings.warn(f"`{name}` is deprecated and ignored; {note}.", DeprecationWarning, stacklevel=3)
@@ -199,8 +211,14 @@ def run_training(model: RFDETR, **kwargs: Any) -> None:
     module = RFDETRModule(model.model_config, config, model=model.model.model)
     module.class_names = class_names
     datamodule = RFDETRDataModule(model.model_config, config)
-    trainer = build_trainer(config, model.model_config, accelerator=accelerator, devices=devices,
-                            callbacks=extra_callbacks, class_names=class_names)
+    trainer = build_trainer(
+        config,
+        model.model_config,
+        accelerator=accelerator,
+        devices=devices,
+        callbacks=extra_callbacks,
+        class_names=class_names,
+    )
     try:
         trainer.fit(module, datamodule, ckpt_path=config.resume or None)
         if config.run_test and not trainer.interrupted:

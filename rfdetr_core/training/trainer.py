@@ -91,18 +91,48 @@ def training_callbacks(train_config: TrainConfig, *, metric: str = "mAP_50_95") 
     if tc.drop_path > 0:
         callbacks.append(DropPathCallback(tc.drop_path))
     if not tc.dont_save_weights:
-        callbacks.append(ModelCheckpoint(dirpath=tc.output_dir, filename="last", every_n_epochs=1, save_top_k=1,
-                                         save_on_train_epoch_end=True, enable_version_counter=False))
-        callbacks.append(ModelCheckpoint(dirpath=tc.output_dir, filename="checkpoint_{epoch}",
-                                         every_n_epochs=tc.checkpoint_interval, save_top_k=-1,
-                                         save_on_train_epoch_end=True, enable_version_counter=False,
-                                         auto_insert_metric_name=False))
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=tc.output_dir,
+                filename="last",
+                every_n_epochs=1,
+                save_top_k=1,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=tc.output_dir,
+                filename="checkpoint_{epoch}",
+                every_n_epochs=tc.checkpoint_interval,
+                save_top_k=-1,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+                auto_insert_metric_name=False,
+            )
+        )
     monitor, monitor_ema = f"val/{metric}", f"val/ema_{metric}"
-    callbacks.append(BestModelCallback(tc.output_dir, monitor=monitor, monitor_ema=monitor_ema if tc.use_ema else None,
-                                       skip_best_epochs=tc.skip_best_epochs, save=not tc.dont_save_weights))
+    callbacks.append(
+        BestModelCallback(
+            tc.output_dir,
+            monitor=monitor,
+            monitor_ema=monitor_ema if tc.use_ema else None,
+            skip_best_epochs=tc.skip_best_epochs,
+            save=not tc.dont_save_weights,
+        )
+    )
     if tc.early_stopping:
-        callbacks.append(RFDETREarlyStopping(tc.early_stopping_patience, tc.early_stopping_min_delta,
-                                             tc.early_stopping_use_ema, monitor, monitor_ema, tc.skip_best_epochs))
+        callbacks.append(
+            RFDETREarlyStopping(
+                tc.early_stopping_patience,
+                tc.early_stopping_min_delta,
+                tc.early_stopping_use_ema,
+                monitor,
+                monitor_ema,
+                tc.skip_best_epochs,
+            )
+        )
     return callbacks
 
 

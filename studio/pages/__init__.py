@@ -23,7 +23,7 @@ from typing import Any
 
 import gradio as gr
 
-from studio.services.report import StudioError
+from studio.errors import StudioError
 from studio.store.db import ProjectStore, StoreError
 
 log = logging.getLogger("studio.pages")
@@ -66,7 +66,7 @@ def guarded(fn: Callable) -> Callable:
             raise
         except USER_ERRORS as exc:
             raise gr.Error(str(exc) or exc.__class__.__name__, print_exception=False) from None
-        except Exception as exc:  # noqa: BLE001 - the page boundary: log it, tell the user briefly
+        except Exception as exc:
             log.error("Unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
             raise gr.Error(
                 f"Something went wrong ({exc.__class__.__name__}: {exc}). Details are in the terminal.",
@@ -80,7 +80,7 @@ def guarded(fn: Callable) -> Callable:
 @contextmanager
 def open_project(root: Path, slug: str | None) -> Iterator[ProjectStore]:
     """The open project's store for one handler call (closed afterwards)."""
-    from studio.services.projects import open_store
+    from studio.services.projects.catalog import open_store
 
     if not slug:
         raise StudioError("Open or create a project first (Projects tab).")

@@ -9,11 +9,11 @@ from typing import Any
 
 import gradio as gr
 
+from studio.errors import StudioError
 from studio.pages import PageContext, PageHooks, guarded, open_project
-from studio.services import augment as aug
-from studio.services.report import StudioError
-from studio.services.runs import load_train_settings
-from studio.services.train_defaults import MODEL_SIZES
+from studio.services.train import augment as aug
+from studio.services.train.defaults import MODEL_SIZES
+from studio.services.train.runs import load_train_settings
 
 TITLE = "Augment"
 TAB_ID = "tab-augment"
@@ -35,7 +35,7 @@ SLIDERS = (
 )
 
 
-def _preview_size(store) -> tuple[int, int, str]:  # noqa: ANN001
+def _preview_size(store) -> tuple[int, int, str]:
     """Resolution and block size of the model the next run will train (Nano until one is chosen)."""
     train = load_train_settings(store) or {}
     size = MODEL_SIZES.get(train.get("model_size", "Nano"), MODEL_SIZES["Nano"])
@@ -59,12 +59,15 @@ def build(ctx: PageContext) -> PageHooks:
     with gr.Row():
         with gr.Column(scale=1, min_width=320):
             with gr.Group():
-                knobs["multi_scale"] = gr.Radio(list(aug.MULTI_SCALE_CHOICES), label="Multi-scale training",
-                                                elem_id="augment-multi-scale")  # fmt: skip
-                knobs["expanded_scales"] = gr.Checkbox(label="Expanded scales (11 sizes instead of 8)",
-                                                       elem_id="augment-expanded-scales")  # fmt: skip
-                knobs["scale_jitter"] = gr.Checkbox(label="Random resize-and-crop (half of the samples)",
-                                                    elem_id="augment-scale-jitter")  # fmt: skip
+                knobs["multi_scale"] = gr.Radio(
+                    list(aug.MULTI_SCALE_CHOICES), label="Multi-scale training", elem_id="augment-multi-scale"
+                )
+                knobs["expanded_scales"] = gr.Checkbox(
+                    label="Expanded scales (11 sizes instead of 8)", elem_id="augment-expanded-scales"
+                )
+                knobs["scale_jitter"] = gr.Checkbox(
+                    label="Random resize-and-crop (half of the samples)", elem_id="augment-scale-jitter"
+                )
             for name, suffix, label, lo, hi, step in SLIDERS:
                 knobs[name] = gr.Slider(lo, hi, step=step, label=label, elem_id=f"augment-{suffix}")
         with gr.Column(scale=3):
@@ -75,8 +78,15 @@ def build(ctx: PageContext) -> PageHooks:
                 save_btn = gr.Button("Save for training", variant="primary", elem_id="augment-save", scale=1)
                 reset_btn = gr.Button("Reset to defaults", elem_id="augment-reset", scale=1)
             message = gr.Markdown(elem_id="augment-message")
-            grid = gr.Gallery(columns=4, height="auto", object_fit="contain", show_label=False, format="jpeg",
-                              elem_id="augment-grid", interactive=False)  # fmt: skip
+            grid = gr.Gallery(
+                columns=4,
+                height="auto",
+                object_fit="contain",
+                show_label=False,
+                format="jpeg",
+                elem_id="augment-grid",
+                interactive=False,
+            )
     names = [k for k in aug.KNOBS if k in knobs]
     knob_list = [knobs[k] for k in names]
 
@@ -100,24 +110,28 @@ def build(ctx: PageContext) -> PageHooks:
         return [*[settings[k] for k in names], items, text]
 
     @guarded
-    def preview(slug, seed_value, *values):  # noqa: ANN001
+    def preview(slug, seed_value, *values):
         return _grid(slug, _settings(values, names), seed_value)
 
     @guarded
-    def reroll(slug, *values):  # noqa: ANN001
+    def reroll(slug, *values):
         new_seed = random.randrange(1, 1_000_000)
         items, text = _grid(slug, _settings(values, names), new_seed)
         return new_seed, items, text
 
     @guarded
-    def save(slug, seed_value, *values):  # noqa: ANN001
+    def save(slug, seed_value, *values):
         with open_project(root, slug) as store:
             saved = aug.save_settings(store, _settings(values, names))
         items, text = _grid(slug, saved, seed_value)
-        return [*[saved[k] for k in names], items, f"✅ Saved: the next training run uses these settings. {text}"]
+        return [
+            *[saved[k] for k in names],
+            items,
+            f"✅ Saved: the next training run uses these settings. {text}",
+        ]
 
     @guarded
-    def reset(slug, seed_value):  # noqa: ANN001
+    def reset(slug, seed_value):
         defaults = aug.default_settings()
         items, text = _grid(slug, defaults, seed_value)
         return [*[defaults[k] for k in names], items, f"Defaults restored (not saved yet). {text}"]

@@ -8,7 +8,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio.pages import PageContext, PageHooks, guarded, open_project
-from studio.services import classes as svc
+from studio.services.data import classes as svc
 
 TITLE = "Classes"
 TAB_ID = "tab-classes"
@@ -37,8 +37,18 @@ def _view(root: Path, slug: str | None):
     fig = svc.class_chart(counts) if counts else None
     picker = gr.Dropdown(choices=choices, value=None)
     parent = gr.Dropdown(choices=[("(no parent)", NO_PARENT), *choices], value=NO_PARENT)
-    return (trained_md, warn_md, tree, fig, table, parent, picker,
-            gr.Dropdown(choices=choices, value=[]), picker, picker)  # fmt: skip
+    return (
+        trained_md,
+        warn_md,
+        tree,
+        fig,
+        table,
+        parent,
+        picker,
+        gr.Dropdown(choices=choices, value=[]),
+        picker,
+        picker,
+    )
 
 
 def build(ctx: PageContext) -> PageHooks:
@@ -51,7 +61,9 @@ def build(ctx: PageContext) -> PageHooks:
             tree = gr.HTML(elem_id="classes-tree")
         with gr.Column(scale=3):
             chart = gr.Plot(elem_id="classes-chart", show_label=False)
-    table = gr.Dataframe(interactive=False, elem_id="classes-table", label="Boxes / images per split", wrap=True)
+    table = gr.Dataframe(
+        interactive=False, elem_id="classes-table", label="Boxes / images per split", wrap=True
+    )
     with gr.Accordion("Edit classes", open=True, elem_id="classes-edit"):
         with gr.Row(elem_classes="toolbar"):
             add_name = gr.Textbox(label="New class", elem_id="classes-add-name")
@@ -62,13 +74,17 @@ def build(ctx: PageContext) -> PageHooks:
             ren_name = gr.Textbox(label="New name", elem_id="classes-rename-name")
             ren_btn = gr.Button("Rename", elem_id="classes-rename-btn")
         with gr.Row(elem_classes="toolbar"):
-            merge_src = gr.Dropdown(label="Merge these classes…", multiselect=True, elem_id="classes-merge-sources")
+            merge_src = gr.Dropdown(
+                label="Merge these classes…", multiselect=True, elem_id="classes-merge-sources"
+            )
             merge_dst = gr.Dropdown(label="…into", elem_id="classes-merge-target")
             merge_btn = gr.Button("Merge", elem_id="classes-merge-btn")
         with gr.Row(elem_classes="toolbar"):
             del_pick = gr.Dropdown(label="Class to delete (with its boxes)", elem_id="classes-delete-select")
             del_btn = gr.Button("Delete…", variant="stop", elem_id="classes-delete-btn")
-        with gr.Row(visible=False, elem_id="classes-delete-confirm-row", elem_classes="toolbar confirm") as confirm_row:
+        with gr.Row(
+            visible=False, elem_id="classes-delete-confirm-row", elem_classes="toolbar confirm"
+        ) as confirm_row:
             confirm_md = gr.Markdown()
             confirm_btn = gr.Button("Yes, delete", variant="stop", elem_id="classes-delete-confirm")
             cancel_btn = gr.Button("Cancel", elem_id="classes-delete-cancel")
@@ -78,13 +94,13 @@ def build(ctx: PageContext) -> PageHooks:
         return _view(root, slug)
 
     @guarded
-    def add(slug, name, parent):  # noqa: ANN001
+    def add(slug, name, parent):
         with open_project(root, slug) as store:
             svc.add_class(store, name, None if parent in (None, NO_PARENT) else int(parent))
         gr.Info(f"Added class '{name.strip()}'.")
 
     @guarded
-    def rename(slug, cat_id, name):  # noqa: ANN001
+    def rename(slug, cat_id, name):
         if cat_id is None:
             raise gr.Error("Pick the class to rename.")
         with open_project(root, slug) as store:
@@ -92,7 +108,7 @@ def build(ctx: PageContext) -> PageHooks:
         gr.Info(f"Renamed to '{name.strip()}'.")
 
     @guarded
-    def merge(slug, sources, target):  # noqa: ANN001
+    def merge(slug, sources, target):
         if not sources or target is None:
             raise gr.Error("Pick the classes to merge and the class to merge them into.")
         with open_project(root, slug) as store:
@@ -100,7 +116,7 @@ def build(ctx: PageContext) -> PageHooks:
         gr.Info(f"Merged: {moved} box(es) moved.")
 
     @guarded
-    def ask_delete(slug, cat_id):  # noqa: ANN001
+    def ask_delete(slug, cat_id):
         if cat_id is None:
             raise gr.Error("Pick the class to delete.")
         with open_project(root, slug) as store:
@@ -111,13 +127,13 @@ def build(ctx: PageContext) -> PageHooks:
         return gr.Row(visible=True), msg
 
     @guarded
-    def delete(slug, cat_id):  # noqa: ANN001
+    def delete(slug, cat_id):
         with open_project(root, slug) as store:
             removed = svc.delete_class(store, int(cat_id))
         gr.Info(f"Class deleted with {removed} box(es).")
         return gr.Row(visible=False)
 
-    def on_success(event) -> None:  # noqa: ANN001
+    def on_success(event) -> None:
         event.success(refresh, [ctx.project], outputs).then(ctx.header_text, [ctx.project], [ctx.header])
 
     on_success(add_btn.click(add, [ctx.project, add_name, add_parent], None))

@@ -9,20 +9,25 @@ from pathlib import Path
 import gradio as gr
 
 from studio.pages import PageContext, PageHooks, guarded, open_project
-from studio.services import gallery as gal
-from studio.services.classes import class_choices, class_counts
-from studio.services.report import ImportAborted
+from studio.services.data import gallery as gal
+from studio.services.data.classes import class_choices, class_counts
+from studio.services.data.importing.report import ImportAborted
 
 TITLE = "Data"
 TAB_ID = "tab-data"
 PAGE_SIZE = 24
 THUMB_SIDE = 480
 ALL = "all"
-SPLIT_CHOICES = [("All splits", ALL), ("train", "train"), ("valid", "valid"), ("test", "test"),
-                 ("unassigned", gal.UNASSIGNED)]  # fmt: skip
+SPLIT_CHOICES = [
+    ("All splits", ALL),
+    ("train", "train"),
+    ("valid", "valid"),
+    ("test", "test"),
+    ("unassigned", gal.UNASSIGNED),
+]
 
 
-def _summary(store) -> str:  # noqa: ANN001
+def _summary(store) -> str:
     counts = class_counts(store)
     page = gal.query_images(store, page_size=1)
     n_boxes = sum(c.total_boxes for c in counts)
@@ -65,33 +70,45 @@ def build(ctx: PageContext) -> PageHooks:
             elem_id="data-import-path",
         )
         upload = gr.File(
-            label="…or upload a .zip", file_types=[".zip"], type="filepath", height=110, elem_id="data-import-zip"
+            label="…or upload a .zip",
+            file_types=[".zip"],
+            type="filepath",
+            height=110,
+            elem_id="data-import-zip",
         )
         import_btn = gr.Button("Import", variant="primary", elem_id="data-import-btn", scale=0, min_width=140)
     report = gr.Markdown(elem_id="data-import-report")
     gr.Markdown("### Images")
     with gr.Row(elem_classes="toolbar"):
         split_dd = gr.Dropdown(SPLIT_CHOICES, value=ALL, label="Split", elem_id="data-filter-split", scale=2)
-        class_dd = gr.Dropdown([("All classes", ALL)], value=ALL, label="Class", elem_id="data-filter-class", scale=2)
+        class_dd = gr.Dropdown(
+            [("All classes", ALL)], value=ALL, label="Class", elem_id="data-filter-class", scale=2
+        )
         prev_btn = gr.Button("◀ Previous", elem_id="data-prev", scale=1)
         next_btn = gr.Button("Next ▶", elem_id="data-next", scale=1)
     page_info = gr.Markdown(elem_id="data-page-info")
     gallery = gr.Gallery(
-        columns=4, height="auto", object_fit="contain", allow_preview=True, show_label=False,
-        format="jpeg", elem_id="data-gallery", interactive=False,
-    )  # fmt: skip
+        columns=4,
+        height="auto",
+        object_fit="contain",
+        allow_preview=True,
+        show_label=False,
+        format="jpeg",
+        elem_id="data-gallery",
+        interactive=False,
+    )
     view_outputs = [gallery, page_info, page_state, summary, class_dd]
 
     def refresh(slug: str | None):
         return _gallery(root, slug, ALL, ALL, 0)
 
     @guarded
-    def show(slug, split, class_id, page):  # noqa: ANN001
+    def show(slug, split, class_id, page):
         return _gallery(root, slug, split, class_id, page)
 
     @guarded
-    def run_import(slug, path_text, zip_path, progress=gr.Progress()):  # noqa: ANN001, B008
-        from studio.services.importer import import_dataset
+    def run_import(slug, path_text, zip_path, progress=gr.Progress()):
+        from studio.services.data.importing.importer import import_dataset
 
         source = zip_path or (path_text or "").strip()
         if not source:
@@ -106,8 +123,8 @@ def build(ctx: PageContext) -> PageHooks:
         return result.to_markdown()
 
     @guarded
-    def export(slug, fmt):  # noqa: ANN001
-        from studio.services.exporter import export_zip
+    def export(slug, fmt):
+        from studio.services.data.dataset_export import export_zip
 
         with open_project(root, slug) as store:
             out = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{slug}-{fmt}.zip"

@@ -2,7 +2,7 @@
 model-assisted labeling (proposals). Every button calls a service function; this module only wires.
 
 Per browser tab, ``cur`` (gr.State) holds the image shown, the version the editor is based on and the
-queue; ``history`` holds this tab's undo stacks (see :mod:`studio.services.labeling` for why undo is
+queue; ``history`` holds this tab's undo stacks (see :mod:`studio.services.label.labeling` for why undo is
 session state). Moving to another image, changing filters, proposing or accepting first saves what
 the editor shows, so navigating never loses an edit; a save refused because another tab saved first
 shows a message and the current state instead.
@@ -18,20 +18,31 @@ from typing import Any
 import gradio as gr
 from gradio_image_annotation import image_annotator
 
+from studio.errors import StudioError
 from studio.pages import PageContext, PageHooks, guarded, open_project
-from studio.services import label_editor as ed
-from studio.services import labeling as lab
-from studio.services import proposals as prop
-from studio.services import splits as spl
-from studio.services.classes import add_class
-from studio.services.report import ImportAborted, StudioError
+from studio.services.data.classes import add_class
+from studio.services.data.importing.report import ImportAborted
+from studio.services.label import editor_format as ed
+from studio.services.label import labeling as lab
+from studio.services.label import proposals as prop
+from studio.services.label import splits as spl
 
 TITLE = "Label"
 TAB_ID = "tab-label"
 ALL = "all"
-SPLIT_FILTER = [("All splits", ALL), ("train", "train"), ("valid", "valid"), ("test", "test"),
-                ("unassigned", lab.UNASSIGNED)]  # fmt: skip
-STATUS_FILTER = [("Any status", ALL), ("unlabeled", "unlabeled"), ("labeled", "labeled"), ("reviewed", "reviewed")]
+SPLIT_FILTER = [
+    ("All splits", ALL),
+    ("train", "train"),
+    ("valid", "valid"),
+    ("test", "test"),
+    ("unassigned", lab.UNASSIGNED),
+]
+STATUS_FILTER = [
+    ("Any status", ALL),
+    ("unlabeled", "unlabeled"),
+    ("labeled", "labeled"),
+    ("reviewed", "reviewed"),
+]
 SPLIT_CHOICES = ["train", "valid", "test", lab.UNASSIGNED]
 EDITOR_HEIGHT = 560
 _CANCEL: dict[str, threading.Event] = {}  # session hash -> cancel flag of its pre-label batch
@@ -100,15 +111,17 @@ def _class_radio(classes: ed.LabelClasses, default_id: int | None) -> gr.Radio:
 
 
 def _info(state: lab.ImageState) -> str:
-    lines = [f"**{state.original_name}** · image #{state.image_id} · {state.width}×{state.height} · "
-             f"status **{state.status}** · {len(state.boxes)} box(es) · version {state.version}"]  # fmt: skip
+    lines = [
+        f"**{state.original_name}** · image #{state.image_id} · {state.width}×{state.height} · "
+        f"status **{state.status}** · {len(state.boxes)} box(es) · version {state.version}"
+    ]
     if state.proposals:
         lines.append(f"{len(state.proposals)} proposal(s) to review (magenta).")
     lines += [f"⚠️ {p}" for p in state.problems]
     return "\n\n".join(lines)
 
 
-def _view(store, cur: dict, state: lab.ImageState | None, message: str, default_id: int | None) -> list[Any]:  # noqa: ANN001
+def _view(store, cur: dict, state: lab.ImageState | None, message: str, default_id: int | None) -> list[Any]:
     """Values for VIEW outputs: editor, position, info, split, proposal picker, message, cur, class radio."""
     classes = ed.label_classes(store)
     default_id = _default_class(classes, default_id)
@@ -116,12 +129,21 @@ def _view(store, cur: dict, state: lab.ImageState | None, message: str, default_
     props = _class_props(classes)
     if state is None:
         cur = {**cur, "image_id": None, "version": None, "shown": []}
-        return [gr.update(value=None, **props), lab.position_text(cur.get("queue", []), None),
-                "No images match. Add images below or change the filters.", gr.Radio(value=None),
-                gr.Dropdown(choices=[], value=None), message, cur, radio]  # fmt: skip
+        return [
+            gr.update(value=None, **props),
+            lab.position_text(cur.get("queue", []), None),
+            "No images match. Add images below or change the filters.",
+            gr.Radio(value=None),
+            gr.Dropdown(choices=[], value=None),
+            message,
+            cur,
+            radio,
+        ]
     value = ed.editor_value(state, classes)
     cur = {**cur, "image_id": state.image_id, "version": state.version, "shown": value["boxes"]}
-    picks = [(ed.proposal_label(classes.by_id[p.category_id].name, p.score, p.id), p.id) for p in state.proposals]
+    picks = [
+        (ed.proposal_label(classes.by_id[p.category_id].name, p.score, p.id), p.id) for p in state.proposals
+    ]
     return [
         gr.update(value=value, **props),
         lab.position_text(cur.get("queue", []), state.image_id),
@@ -149,8 +171,16 @@ def _filters(split: str, class_id: Any, status: str, problems: bool) -> dict[str
     }
 
 
-def _flush(store, slug: str, cur: dict, history: lab.UndoHistory, editor: dict | None,  # noqa: ANN001
-           default_id: int | None, *, no_objects: bool = False) -> tuple[lab.ImageState | None, str, bool]:
+def _flush(
+    store,
+    slug: str,
+    cur: dict,
+    history: lab.UndoHistory,
+    editor: dict | None,
+    default_id: int | None,
+    *,
+    no_objects: bool = False,
+) -> tuple[lab.ImageState | None, str, bool]:
     """Save what the editor shows for the current image. Returns (state, message, conflict).
 
     Nothing is saved when the editor shows no image (not drawn yet), still shows an image of another
@@ -172,8 +202,14 @@ def _flush(store, slug: str, cur: dict, history: lab.UndoHistory, editor: dict |
     if parsed.unknown_labels:
         note = " Skipped boxes with unknown class: " + ", ".join(sorted(set(parsed.unknown_labels))) + "."
     try:
-        res = lab.save_image(store, image_id, parsed.boxes, version, no_objects=no_objects,
-                             keep_proposals=parsed.keep_proposals)  # fmt: skip
+        res = lab.save_image(
+            store,
+            image_id,
+            parsed.boxes,
+            version,
+            no_objects=no_objects,
+            keep_proposals=parsed.keep_proposals,
+        )
     except lab.VersionConflict as exc:
         return exc.current, f"⛔ {exc}", True
     history.push(image_id, res.before)
@@ -183,7 +219,7 @@ def _flush(store, slug: str, cur: dict, history: lab.UndoHistory, editor: dict |
 # -- page -------------------------------------------------------------------------------------------------
 
 
-def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays out and wires the page
+def build(ctx: PageContext) -> PageHooks:
     root = ctx.root
     gr.set_static_paths([root])  # the editor shows project images in place (no copy per image)
     cur = gr.State({"image_id": None, "version": None, "queue": [], "slug": None})
@@ -192,9 +228,13 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=280):
             f_split = gr.Dropdown(SPLIT_FILTER, value=ALL, label="Split", elem_id="label-filter-split")
-            f_class = gr.Dropdown([("All classes", ALL)], value=ALL, label="Class", elem_id="label-filter-class")
+            f_class = gr.Dropdown(
+                [("All classes", ALL)], value=ALL, label="Class", elem_id="label-filter-class"
+            )
             f_status = gr.Dropdown(STATUS_FILTER, value=ALL, label="Status", elem_id="label-filter-status")
-            f_problems = gr.Checkbox(label="Only images with import problems", elem_id="label-filter-problems")
+            f_problems = gr.Checkbox(
+                label="Only images with import problems", elem_id="label-filter-problems"
+            )
             position = gr.Markdown("0 / 0", elem_id="label-position")
             with gr.Row():
                 prev_btn = gr.Button("◀ Previous", elem_id="label-prev")
@@ -207,19 +247,35 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
                     r_valid = gr.Number(20, label="valid %", minimum=0, elem_id="label-auto-valid")
                     r_test = gr.Number(10, label="test %", minimum=0, elem_id="label-auto-test")
                 seed = gr.Number(0, label="Seed", precision=0, elem_id="label-auto-seed")
-                only_new = gr.Checkbox(label="Only images without a split", elem_id="label-auto-only-unassigned")
+                only_new = gr.Checkbox(
+                    label="Only images without a split", elem_id="label-auto-only-unassigned"
+                )
                 auto_btn = gr.Button("Split all images by class", elem_id="label-auto-split-btn")
                 auto_md = gr.Markdown(elem_id="label-auto-split-result")
         with gr.Column(scale=3):
             with gr.Row(elem_classes="toolbar"):
-                class_radio = gr.Radio([], label="Class for new boxes (given on save)", elem_id="label-class", scale=4)
-                new_class = gr.Textbox(label="New class", placeholder="name", elem_id="label-new-class", scale=1)
+                class_radio = gr.Radio(
+                    [], label="Class for new boxes (given on save)", elem_id="label-class", scale=4
+                )
+                new_class = gr.Textbox(
+                    label="New class", placeholder="name", elem_id="label-new-class", scale=1
+                )
                 new_class_btn = gr.Button("Add class", elem_id="label-new-class-btn", scale=0, min_width=110)
             editor = image_annotator(
-                None, label_list=[ed.NEW_BOX_LABEL], label_colors=[ed.NEW_BOX_COLOR], sources=[], show_clear_button=False, show_remove_button=True,
-                show_download_button=False, use_default_label=True, height=EDITOR_HEIGHT, box_min_size=4,
-                image_type="filepath", show_label=False, elem_id="label-editor",
-            )  # fmt: skip
+                None,
+                label_list=[ed.NEW_BOX_LABEL],
+                label_colors=[ed.NEW_BOX_COLOR],
+                sources=[],
+                show_clear_button=False,
+                show_remove_button=True,
+                show_download_button=False,
+                use_default_label=True,
+                height=EDITOR_HEIGHT,
+                box_min_size=4,
+                image_type="filepath",
+                show_label=False,
+                elem_id="label-editor",
+            )
             with gr.Row():
                 save_btn = gr.Button("Save (S)", variant="primary", elem_id="label-save")
                 undo_btn = gr.Button("Undo (Z)", elem_id="label-undo")
@@ -230,7 +286,9 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         with gr.Row(elem_classes="toolbar"):
             run_dd = gr.Dropdown([], label="Trained run", elem_id="label-model-run", scale=2)
             ckpt_path = gr.Textbox(label="…or a checkpoint file (.pth)", elem_id="label-model-path", scale=2)
-            thresh = gr.Slider(0.0, 1.0, value=0.5, step=0.01, label="Confidence", elem_id="label-model-threshold")
+            thresh = gr.Slider(
+                0.0, 1.0, value=0.5, step=0.01, label="Confidence", elem_id="label-model-threshold"
+            )
         with gr.Row():
             propose_btn = gr.Button("Propose boxes for this image", elem_id="label-propose")
             batch_btn = gr.Button("Pre-label all unlabeled images", elem_id="label-prelabel-all")
@@ -244,16 +302,24 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             reject_one = gr.Button("Reject this one", elem_id="label-reject-one")
     with gr.Accordion("Add images", open=False, elem_id="label-add"):
         with gr.Row(elem_classes="toolbar"):
-            add_files = gr.File(label="Images or a .zip", file_count="multiple", type="filepath",
-                                file_types=["image", ".zip"], height=110, elem_id="label-add-files")  # fmt: skip
+            add_files = gr.File(
+                label="Images or a .zip",
+                file_count="multiple",
+                type="filepath",
+                file_types=["image", ".zip"],
+                height=110,
+                elem_id="label-add-files",
+            )
             add_path = gr.Textbox(label="…or a folder / .zip on this machine", elem_id="label-add-path")
-            add_btn = gr.Button("Add to project", variant="primary", elem_id="label-add-btn", scale=0, min_width=150)
+            add_btn = gr.Button(
+                "Add to project", variant="primary", elem_id="label-add-btn", scale=0, min_width=150
+            )
         add_md = gr.Markdown(elem_id="label-add-report")
 
     view = [editor, position, info, split_radio, pick, message, cur, class_radio]
     filters = [f_split, f_class, f_status, f_problems]
 
-    def _open(store, slug, cur_, flt: dict, target: int | None, msg: str, default_id) -> list[Any]:  # noqa: ANN001
+    def _open(store, slug, cur_, flt: dict, target: int | None, msg: str, default_id) -> list[Any]:
         ids = lab.queue(store, **flt)
         cur_ = {**cur_, "queue": ids, "slug": slug}
         image_id = target if target in ids else (ids[0] if ids else None)
@@ -264,21 +330,35 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         """Cheap: new class / run lists and a token whose change makes :func:`reload` redraw the editor
         (it needs the tab's state, which the app's refresh hook does not pass)."""
         if not slug:
-            return time.time(), gr.Dropdown(choices=[("All classes", ALL)], value=ALL), gr.Dropdown(choices=[])
+            return (
+                time.time(),
+                gr.Dropdown(choices=[("All classes", ALL)], value=ALL),
+                gr.Dropdown(choices=[]),
+            )
         with open_project(root, slug) as store:
-            class_filter = [("All classes", ALL)] + [(c.name, c.id) for c in ed.label_classes(store).by_id.values()]
+            class_filter = [("All classes", ALL)] + [
+                (c.name, c.id) for c in ed.label_classes(store).by_id.values()
+            ]
             runs = prop.list_checkpoints(store)
         return time.time(), gr.Dropdown(choices=class_filter), gr.Dropdown(choices=runs)
 
     @guarded
-    def reload(slug, cur_, hist, editor_v, default_id, split, cls, status, problems, target=None):  # noqa: ANN001
+    def reload(slug, cur_, hist, editor_v, default_id, split, cls, status, problems, target=None):
         """Redraw from the store after the tab was selected or the project changed, keeping the image
         that was shown (unless the project changed). Nothing is saved here: while its tab is hidden
         the box editor reports an empty box list, which must never be taken for "all boxes deleted"."""
         if not slug:
             empty = {"image_id": None, "version": None, "queue": [], "slug": None}
-            return [gr.update(value=None), "0 / 0", "No project open.", gr.Radio(value=None),
-                    gr.Dropdown(choices=[], value=None), "", empty, gr.Radio(choices=[], value=None)]  # fmt: skip
+            return [
+                gr.update(value=None),
+                "0 / 0",
+                "No project open.",
+                gr.Radio(value=None),
+                gr.Dropdown(choices=[], value=None),
+                "",
+                empty,
+                gr.Radio(choices=[], value=None),
+            ]
         if _pending(cur_, target):  # a Fix-in-editor request this reload may have overtaken
             return goto(slug, cur_, target)[: len(view)]
         with open_project(root, slug) as store:
@@ -287,7 +367,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return _open(store, slug, cur_, flt, cur_.get("image_id") if same else None, "", default_id)
 
     @guarded
-    def goto(slug, cur_, target):  # noqa: ANN001
+    def goto(slug, cur_, target):
         """Open an image another page asked for (Review's *Fix in editor*), clearing the filters so it is
         in the queue. Unsaved edits of the image shown before are not kept (the hidden editor cannot be
         read reliably, see :func:`reload`)."""
@@ -300,7 +380,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         return [*out, ALL, ALL, ALL, False]
 
     @guarded
-    def navigate(slug, cur_, hist, editor_v, default_id, split, cls, status, problems, step):  # noqa: ANN001
+    def navigate(slug, cur_, hist, editor_v, default_id, split, cls, status, problems, step):
         with open_project(root, slug) as store:
             state, msg, conflict = _flush(store, slug, cur_, hist, editor_v, default_id)
             if conflict or not cur_.get("queue"):
@@ -311,7 +391,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return _view(store, cur_, lab.load_image(store, target), msg, default_id)
 
     @guarded
-    def refilter(slug, cur_, hist, editor_v, default_id, split, cls, status, problems):  # noqa: ANN001
+    def refilter(slug, cur_, hist, editor_v, default_id, split, cls, status, problems):
         with open_project(root, slug) as store:
             state, msg, conflict = _flush(store, slug, cur_, hist, editor_v, default_id)
             if conflict:
@@ -319,7 +399,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return _open(store, slug, cur_, _filters(split, cls, status, problems), None, msg, default_id)
 
     @guarded
-    def save(slug, cur_, hist, editor_v, default_id):  # noqa: ANN001
+    def save(slug, cur_, hist, editor_v, default_id):
         if cur_.get("image_id") is None:
             raise gr.Error("No image to save.")
         with open_project(root, slug) as store:
@@ -328,7 +408,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return _view(store, cur_, state, msg or "Nothing changed.", default_id)
 
     @guarded
-    def mark_empty(slug, cur_, hist, editor_v, default_id):  # noqa: ANN001
+    def mark_empty(slug, cur_, hist, editor_v, default_id):
         """Mark the image as having no objects, then move on (stays put if the save was refused)."""
         if cur_.get("image_id") is None:
             raise gr.Error("No image open.")
@@ -337,10 +417,16 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             if conflict or not cur_.get("queue"):
                 return _view(store, cur_, state or lab.load_image(store, cur_["image_id"]), msg, default_id)
             target = lab.neighbour(cur_["queue"], cur_["image_id"], +1)
-            return _view(store, cur_, lab.load_image(store, target), "Marked the previous image: no objects.", default_id)
+            return _view(
+                store,
+                cur_,
+                lab.load_image(store, target),
+                "Marked the previous image: no objects.",
+                default_id,
+            )
 
     @guarded
-    def do_undo(slug, cur_, hist, default_id):  # noqa: ANN001
+    def do_undo(slug, cur_, hist, default_id):
         if cur_.get("image_id") is None:
             raise gr.Error("No image open.")
         with open_project(root, slug) as store:
@@ -351,7 +437,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return _view(store, cur_, res.state, res.summary, default_id)
 
     @guarded
-    def create_class(slug, cur_, hist, editor_v, default_id, name):  # noqa: ANN001
+    def create_class(slug, cur_, hist, editor_v, default_id, name):
         with open_project(root, slug) as store:
             new_id = add_class(store, name)
             state, msg, _ = _flush(store, slug, cur_, hist, editor_v, default_id)
@@ -359,7 +445,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return [*_view(store, cur_, state, f"Added class '{name.strip()}'. {msg}", new_id), ""]
 
     @guarded
-    def set_split(slug, cur_, split):  # noqa: ANN001
+    def set_split(slug, cur_, split):
         if cur_.get("image_id") is None or split is None:
             return ""
         with open_project(root, slug) as store:
@@ -367,14 +453,18 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         return f"Split set to **{split}**."
 
     @guarded
-    def auto_split(slug, cur_, train, valid, test, seed_, only):  # noqa: ANN001
+    def auto_split(slug, cur_, train, valid, test, seed_, only):
         with open_project(root, slug) as store:
-            res = spl.auto_split(store, {"train": train or 0, "valid": valid or 0, "test": test or 0},
-                                 int(seed_ or 0), only_unassigned=bool(only))  # fmt: skip
+            res = spl.auto_split(
+                store,
+                {"train": train or 0, "valid": valid or 0, "test": test or 0},
+                int(seed_ or 0),
+                only_unassigned=bool(only),
+            )
             split = lab.load_image(store, cur_["image_id"]).split if cur_.get("image_id") else None
         return res.to_markdown(), gr.Radio(value=split or lab.UNASSIGNED)
 
-    def _model(store, run_path, path_text):  # noqa: ANN001
+    def _model(store, run_path, path_text):
         path = (path_text or "").strip() or run_path
         if not path:
             raise StudioError("Pick a trained run or type the path of a checkpoint file.")
@@ -383,7 +473,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         return predictor, mapping
 
     @guarded
-    def propose_one(slug, cur_, hist, editor_v, default_id, run_path, path_text, threshold):  # noqa: ANN001
+    def propose_one(slug, cur_, hist, editor_v, default_id, run_path, path_text, threshold):
         if cur_.get("image_id") is None:
             raise gr.Error("No image open.")
         with open_project(root, slug) as store:
@@ -393,23 +483,42 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             predictor, mapping = _model(store, run_path, path_text)
             base = state.version if state else cur_["version"]
             try:
-                state = prop.propose(store, cur_["image_id"], predictor, mapping, float(threshold), base_version=base)
+                state = prop.propose(
+                    store, cur_["image_id"], predictor, mapping, float(threshold), base_version=base
+                )
             except lab.VersionConflict as exc:
                 return [*_view(store, cur_, exc.current, f"⛔ {exc}", default_id), mapping.message]
             note = f"{len(state.proposals)} proposal(s) at confidence ≥ {threshold:.2f}."
             return [*_view(store, cur_, state, note, default_id), mapping.message or "Model classes match."]
 
     @guarded
-    def prelabel_all(slug, cur_, hist, editor_v, default_id, run_path, path_text, threshold,  # noqa: ANN001
-                     request: gr.Request, progress=gr.Progress()):  # noqa: B008
+    def prelabel_all(
+        slug,
+        cur_,
+        hist,
+        editor_v,
+        default_id,
+        run_path,
+        path_text,
+        threshold,
+        request: gr.Request,
+        progress=gr.Progress(),
+    ):
         stop = _CANCEL.setdefault(request.session_hash or "", threading.Event())
         stop.clear()
         with open_project(root, slug) as store:
             _flush(store, slug, cur_, hist, editor_v, default_id)
             predictor, mapping = _model(store, run_path, path_text)
             todo = prop.unlabeled_images(store)
-            res = prop.prelabel(store, todo, predictor, mapping, float(threshold),
-                                progress=lambda f, m: progress(f, desc=m), should_stop=stop.is_set)  # fmt: skip
+            res = prop.prelabel(
+                store,
+                todo,
+                predictor,
+                mapping,
+                float(threshold),
+                progress=lambda f, m: progress(f, desc=m),
+                should_stop=stop.is_set,
+            )
             state = lab.load_image(store, cur_["image_id"]) if cur_.get("image_id") else None
             text = res.summary() + (" " + mapping.message if mapping.message else "")
             return [*_view(store, cur_, state, res.summary(), default_id), text]
@@ -419,7 +528,7 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
         return "Cancelling after the current image…"
 
     @guarded
-    def review(slug, cur_, hist, editor_v, default_id, pick_id, accept: bool, one: bool):  # noqa: ANN001
+    def review(slug, cur_, hist, editor_v, default_id, pick_id, accept: bool, one: bool):
         if cur_.get("image_id") is None:
             raise gr.Error("No image open.")
         if one and pick_id is None:
@@ -437,8 +546,10 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
             return _view(store, cur_, state, "Accepted." if accept else "Rejected.", default_id)
 
     @guarded
-    def add_images(slug, files, path_text, progress=gr.Progress()):  # noqa: ANN001, B008
-        sources = [Path(f) for f in files or []] or ([Path(path_text.strip())] if (path_text or "").strip() else [])
+    def add_images(slug, files, path_text, progress=gr.Progress()):
+        sources = [Path(f) for f in files or []] or (
+            [Path(path_text.strip())] if (path_text or "").strip() else []
+        )
         with open_project(root, slug) as store:
             try:
                 report = lab.add_images(store, sources, progress=lambda f, m: progress(f, desc=m))
@@ -458,7 +569,9 @@ def build(ctx: PageContext) -> PageHooks:  # noqa: PLR0915 - one place that lays
     undo_btn.click(do_undo, [ctx.project, cur, history, class_radio], view)
     new_class_btn.click(create_class, [*state_in, new_class], [*view, new_class])
     split_radio.input(set_split, [ctx.project, cur, split_radio], [message])
-    auto_btn.click(auto_split, [ctx.project, cur, r_train, r_valid, r_test, seed, only_new], [auto_md, split_radio])
+    auto_btn.click(
+        auto_split, [ctx.project, cur, r_train, r_valid, r_test, seed, only_new], [auto_md, split_radio]
+    )
     model_in = [*state_in, run_dd, ckpt_path, thresh]
     propose_btn.click(propose_one, model_in, [*view, model_md])
     batch_btn.click(prelabel_all, model_in, [*view, model_md])

@@ -5,17 +5,19 @@ from __future__ import annotations
 import gradio as gr
 
 from studio.pages import PageContext, PageHooks, guarded
-from studio.services import projects as svc
+from studio.services.projects import catalog as svc
 
 TITLE = "Projects"
 TAB_ID = "tab-projects"
 HEADERS = ["Name", "Folder", "Images", "Boxes", "Classes", "Created"]
 
 
-def _views(root, selected: str | None) -> tuple[list[list[object]], gr.Dropdown]:  # noqa: ANN001
+def _views(root, selected: str | None) -> tuple[list[list[object]], gr.Dropdown]:
     """The table rows and the picker (keeping ``selected`` when it still exists), from one listing."""
     infos = svc.list_projects(root)
-    rows = [[p.name, p.slug, p.n_images, p.n_boxes, p.n_classes, f"{p.created_at:%Y-%m-%d %H:%M}"] for p in infos]
+    rows = [
+        [p.name, p.slug, p.n_images, p.n_boxes, p.n_classes, f"{p.created_at:%Y-%m-%d %H:%M}"] for p in infos
+    ]
     slugs = [p.slug for p in infos]
     value = selected if selected in slugs else (slugs[0] if slugs else None)
     return rows, gr.Dropdown(choices=[(f"{p.name} ({p.slug})", p.slug) for p in infos], value=value)
@@ -31,13 +33,17 @@ def build(ctx: PageContext) -> PageHooks:
         picker = gr.Dropdown(label="Project", choices=[], elem_id="projects-select", scale=3)
         open_btn = gr.Button("Open", variant="primary", elem_id="projects-open", scale=1)
         delete_btn = gr.Button("Delete…", variant="stop", elem_id="projects-delete", scale=1)
-    with gr.Row(visible=False, elem_id="projects-delete-confirm-row", elem_classes="toolbar confirm") as confirm_row:
+    with gr.Row(
+        visible=False, elem_id="projects-delete-confirm-row", elem_classes="toolbar confirm"
+    ) as confirm_row:
         confirm_md = gr.Markdown(elem_id="projects-delete-message")
         confirm_btn = gr.Button("Yes, delete it", variant="stop", elem_id="projects-delete-confirm")
         cancel_btn = gr.Button("Cancel", elem_id="projects-delete-cancel")
     with gr.Row():
         with gr.Column():
-            new_name = gr.Textbox(label="New project name", placeholder="e.g. Bottle caps", elem_id="projects-new-name")
+            new_name = gr.Textbox(
+                label="New project name", placeholder="e.g. Bottle caps", elem_id="projects-new-name"
+            )
             create_btn = gr.Button("Create project", variant="primary", elem_id="projects-create")
         with gr.Column():
             rename_name = gr.Textbox(label="Rename selected project to", elem_id="projects-rename-name")

@@ -1,7 +1,7 @@
 """Per-project SQLite store: ORM models, schema migrations and the ``ProjectStore`` handle."""
 
-from .db import DB_NAME, IMAGES_DIR, ProjectStore, StoreError
-from .models import (
+from studio.store.db import DB_NAME, IMAGES_DIR, ProjectStore, StoreError
+from studio.store.models import (
     Annotation,
     Base,
     Category,

@@ -25,13 +25,20 @@ from PIL import Image as PILImage
 from sqlalchemy import Engine, create_engine, event, select
 from sqlalchemy.orm import Session
 
-from .migrations import LATEST_VERSION, current_version, migrate
-from .models import Image, Project
+from studio.store.migrations import LATEST_VERSION, current_version, migrate
+from studio.store.models import Image, Project
 
 DB_NAME = "project.db"
 IMAGES_DIR = "images"
 BUSY_TIMEOUT_MS = 30_000
-_FORMAT_SUFFIX = {"JPEG": ".jpg", "PNG": ".png", "BMP": ".bmp", "WEBP": ".webp", "TIFF": ".tif", "GIF": ".gif"}
+_FORMAT_SUFFIX = {
+    "JPEG": ".jpg",
+    "PNG": ".png",
+    "BMP": ".bmp",
+    "WEBP": ".webp",
+    "TIFF": ".tif",
+    "GIF": ".gif",
+}
 
 
 class StoreError(Exception):
@@ -42,7 +49,7 @@ def _make_engine(db_path: Path, busy_timeout_ms: int) -> Engine:
     engine = create_engine(f"sqlite:///{db_path}")
 
     @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn, _record) -> None:  # noqa: ANN001 - DBAPI objects
+    def _on_connect(dbapi_conn, _record) -> None:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (see module docstring)
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout={int(busy_timeout_ms)}")
@@ -52,7 +59,7 @@ def _make_engine(db_path: Path, busy_timeout_ms: int) -> Engine:
         cur.close()
 
     @event.listens_for(engine, "begin")
-    def _on_begin(conn) -> None:  # noqa: ANN001
+    def _on_begin(conn) -> None:
         readonly = conn.get_execution_options().get("studio_readonly", False)
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 

@@ -169,7 +169,8 @@ class Run(Base):
     __tablename__ = "run"
     __table_args__ = (
         CheckConstraint(
-            "status IN ('queued','running','completed','failed','stopped','interrupted')", name="ck_run_status"
+            "status IN ('queued','running','completed','failed','stopped','interrupted')",
+            name="ck_run_status",
         ),
     )
 

@@ -10,12 +10,20 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from conftest import StudioServer, launch_studio
 from playwright.sync_api import Page, expect
 
+from tests.support.browser import StudioServer, launch_studio
+
 pytestmark = pytest.mark.browser
-TINY_ARCH = dict(vit_encoder_num_layers=2, out_feature_indexes=[1, 2], num_queries=20, group_detr=2, dec_layers=2,
-                 dim_feedforward=256, hidden_dim=128)  # fmt: skip
+TINY_ARCH = dict(
+    vit_encoder_num_layers=2,
+    out_feature_indexes=[1, 2],
+    num_queries=20,
+    group_detr=2,
+    dec_layers=2,
+    dim_feedforward=256,
+    hidden_dim=128,
+)
 TRAIN_TIMEOUT_MS = 600_000  # a first epoch on 2 shared CPU cores
 
 
@@ -40,7 +48,9 @@ def test_augment_grid_changes_on_reroll(page: Page) -> None:
     expect(page.locator("#augment-grid img")).to_have_count(12)
     page.wait_for_function(
         "before => { const s = [...document.querySelectorAll('#augment-grid img')].map(e => e.src);"
-        " return s.length === before.length && s.some((x, i) => x !== before[i]); }", arg=before)
+        " return s.length === before.length && s.some((x, i) => x !== before[i]); }",
+        arg=before,
+    )
     page.locator("#augment-save").click()
     expect(page.locator("#augment-message")).to_contain_text("Saved")
 
@@ -48,11 +58,13 @@ def test_augment_grid_changes_on_reroll(page: Page) -> None:
 @pytest.fixture(scope="module")
 def tiny_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StudioServer]:
     overrides = {"model_overrides": TINY_ARCH, "num_workers": 0}
-    with launch_studio(tmp_path_factory.mktemp("studio-train"), STUDIO_RUN_OVERRIDES=json.dumps(overrides)) as srv:
+    with launch_studio(
+        tmp_path_factory.mktemp("studio-train"), STUDIO_RUN_OVERRIDES=json.dumps(overrides)
+    ) as srv:
         yield srv
 
 
-def test_train_tiny_run_live_plot_stop_and_table(browser, tiny_server: StudioServer) -> None:  # noqa: ANN001
+def test_train_tiny_run_live_plot_stop_and_table(browser, tiny_server: StudioServer) -> None:
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     page = context.new_page()
     try:
@@ -69,10 +81,14 @@ def test_train_tiny_run_live_plot_stop_and_table(browser, tiny_server: StudioSer
         expect(page.locator("#train-message")).to_contain_text("Started run #1")
         expect(page.locator("#train-progress")).to_contain_text("running", timeout=120_000)
         # the first validation point appears on the mAP plot without any click (gr.Timer polling)
-        expect(page.locator("#train-metrics-plot g.points path").first).to_be_attached(timeout=TRAIN_TIMEOUT_MS)
+        expect(page.locator("#train-metrics-plot g.points path").first).to_be_attached(
+            timeout=TRAIN_TIMEOUT_MS
+        )
         page.locator("#train-stop").click()
         expect(page.locator("#train-message")).to_contain_text("Stop requested")
-        expect(page.locator("#train-progress .train-status")).to_have_text("stopped", timeout=TRAIN_TIMEOUT_MS)
+        expect(page.locator("#train-progress .train-status")).to_have_text(
+            "stopped", timeout=TRAIN_TIMEOUT_MS
+        )
         row = page.locator("#train-runs-table tr", has_text="stopped")
         expect(row).to_contain_text("Nano")
         page.reload()  # the run and its curves survive a reload

@@ -9,7 +9,7 @@ import pytest
 from playwright.sync_api import Page, expect
 from sqlalchemy import select
 
-from studio.services.projects import open_store
+from studio.services.projects.catalog import open_store
 from studio.store.models import Annotation, Category, Image
 
 pytestmark = pytest.mark.browser
@@ -70,7 +70,7 @@ def _set_class(page: Page, x: float, y: float, name: str) -> None:
     expect(dialog).to_be_hidden()
 
 
-def _boxes_in_store(projects_dir, image_name: str) -> list[tuple[str, float, float]]:  # noqa: ANN001
+def _boxes_in_store(projects_dir, image_name: str) -> list[tuple[str, float, float]]:
     with open_store(projects_dir, DEMO) as store, store.session(readonly=True) as s:
         rows = s.execute(
             select(Category.name, Annotation.w, Annotation.h)
@@ -85,7 +85,7 @@ def _image_name(page: Page) -> str:
     return page.locator("#label-image-info strong").first.inner_text()
 
 
-def test_draw_box_set_class_save_and_reload(page: Page, studio_server) -> None:  # noqa: ANN001
+def test_draw_box_set_class_save_and_reload(page: Page, studio_server) -> None:
     _open_label_tab(page)
     _go_to(page, 2)
     name = _image_name(page)
@@ -117,7 +117,7 @@ def test_draw_box_set_class_save_and_reload(page: Page, studio_server) -> None: 
     expect(page.locator("#label-image-info")).to_contain_text(f"{n_before + 1} box(es)")
 
 
-def test_two_tabs_second_save_is_refused(page: Page, browser, studio_server) -> None:  # noqa: ANN001
+def test_two_tabs_second_save_is_refused(page: Page, browser, studio_server) -> None:
     other_ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
     other = other_ctx.new_page()
     other.goto(studio_server.url)
@@ -151,7 +151,7 @@ def test_two_tabs_second_save_is_refused(page: Page, browser, studio_server) -> 
         other_ctx.close()
 
 
-def test_leaving_the_tab_saves_the_drawn_box(page: Page, studio_server) -> None:  # noqa: ANN001
+def test_leaving_the_tab_saves_the_drawn_box(page: Page, studio_server) -> None:
     _open_label_tab(page)
     _go_to(page, 5)
     name = _image_name(page)

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Page, expect
 
-from studio.services.synthetic import LEAF_CLASSES, make_synthetic_coco
+from studio.services.projects.synthetic import LEAF_CLASSES, make_synthetic_coco
 
 pytestmark = pytest.mark.browser
 

@@ -14,15 +14,16 @@ import zipfile
 from collections.abc import Iterator
 
 import pytest
-from conftest import ARTIFACTS, StudioServer, launch_studio
 from playwright.sync_api import Page, expect
+
+from tests.support.browser import ARTIFACTS, StudioServer, launch_studio
 
 pytestmark = pytest.mark.browser
 SLOW_MS = 240_000  # model runs on 2 shared CPU cores
 
 
 @pytest.fixture(scope="module")
-def run_server(tmp_path_factory: pytest.TempPathFactory, finished_run_template) -> Iterator[StudioServer]:  # noqa: ANN001
+def run_server(tmp_path_factory: pytest.TempPathFactory, finished_run_template) -> Iterator[StudioServer]:
     project, _ = finished_run_template
     work = tmp_path_factory.mktemp("studio-review")
     shutil.copytree(project, work / "projects" / "shapes-run")
@@ -31,7 +32,7 @@ def run_server(tmp_path_factory: pytest.TempPathFactory, finished_run_template) 
 
 
 @pytest.fixture()
-def run_page(browser, run_server: StudioServer, request: pytest.FixtureRequest) -> Iterator[Page]:  # noqa: ANN001
+def run_page(browser, run_server: StudioServer, request: pytest.FixtureRequest) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1400, "height": 1100}, accept_downloads=True)
     page = context.new_page()
     page.set_default_timeout(30_000)
@@ -119,7 +120,7 @@ def test_review_slider_matrix_filter_and_fix_in_editor(run_page: Page) -> None:
     assert _counts(page) == low
 
 
-def test_export_onnx_and_download_zip(run_page: Page, tmp_path) -> None:  # noqa: ANN001
+def test_export_onnx_and_download_zip(run_page: Page, tmp_path) -> None:
     page = run_page
     page.get_by_role("tab", name="Export").click()
     expect(page.locator("#export-run input")).not_to_have_value("")

@@ -36,8 +36,14 @@ def _metric(trainer: pl.Trainer, key: str | None) -> float | None:
 class BestModelCallback(pl.Callback):
     """Write the best regular / EMA weights when the monitored metric improves (strictly)."""
 
-    def __init__(self, output_dir: str, monitor: str = "val/mAP_50_95", monitor_ema: str | None = "val/ema_mAP_50_95",
-                 skip_best_epochs: int = 0, save: bool = True) -> None:
+    def __init__(
+        self,
+        output_dir: str,
+        monitor: str = "val/mAP_50_95",
+        monitor_ema: str | None = "val/ema_mAP_50_95",
+        skip_best_epochs: int = 0,
+        save: bool = True,
+    ) -> None:
         super().__init__()
         self.output_dir = output_dir
         self.monitor, self.monitor_ema = monitor, monitor_ema
@@ -53,8 +59,13 @@ class BestModelCallback(pl.Callback):
         notes = getattr(pl_module.train_config, "notes", None)
         if notes is not None:
             extra["notes"] = notes
-        ckpt_io.save_checkpoint(os.path.join(self.output_dir, name), state=state, args=pl_module.checkpoint_args(),
-                                model_name=pl_module.model_config.model_name, extra=extra)
+        ckpt_io.save_checkpoint(
+            os.path.join(self.output_dir, name),
+            state=state,
+            args=pl_module.checkpoint_args(),
+            model_name=pl_module.model_config.model_name,
+            extra=extra,
+        )
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.current_epoch < self.skip_best_epochs:
@@ -68,8 +79,12 @@ class BestModelCallback(pl.Callback):
                 continue
             self.best[track], self.best_epoch[track] = value, trainer.current_epoch
             if self.save and trainer.is_global_zero:
-                self._write(pl_module, REGULAR if track == "regular" else EMA, network.state_dict(),
-                            trainer.current_epoch)
+                self._write(
+                    pl_module,
+                    REGULAR if track == "regular" else EMA,
+                    network.state_dict(),
+                    trainer.current_epoch,
+                )
             logger.info("New best %s model: %s=%.4f at epoch %d", track, key, value, trainer.current_epoch)
 
     def winner(self) -> str | None:
@@ -85,8 +100,13 @@ class BestModelCallback(pl.Callback):
         source = os.path.join(self.output_dir, EMA if winner == "ema" else REGULAR)
         ckpt = ckpt_io.load_checkpoint(source)
         keep = {k: v for k, v in ckpt.extra.items() if k in ("model_config", "notes")}
-        ckpt_io.save_checkpoint(os.path.join(self.output_dir, TOTAL), state=ckpt.state, args=ckpt.args,
-                                model_name=ckpt.model_name, extra={**keep, "best_total_source": winner})
+        ckpt_io.save_checkpoint(
+            os.path.join(self.output_dir, TOTAL),
+            state=ckpt.state,
+            args=ckpt.args,
+            model_name=ckpt.model_name,
+            extra={**keep, "best_total_source": winner},
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": dict(self.best), "best_epoch": dict(self.best_epoch)}

@@ -29,7 +29,9 @@ def _cpu(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: v.detach().cpu() if isinstance(v, torch.Tensor) else v for k, v in d.items()} for d in items]
 
 
-def evaluate(predictions: list[dict], targets: list[dict], class_names: list[str], max_dets: int = 100) -> dict:
+def evaluate(
+    predictions: list[dict], targets: list[dict], class_names: list[str], max_dets: int = 100
+) -> dict:
     """All metrics of one model on one split: scalars plus ``per_class`` (AP, F1, P, R per class)."""
     keep = len(class_names)
     preds = []
@@ -41,12 +43,17 @@ def evaluate(predictions: list[dict], targets: list[dict], class_names: list[str
     coco = evaluator.compute()
     swept = sweep(preds, targets).summary(class_names)
     metrics: dict[str, Any] = {name: float(coco[name]) for name in SCALARS}
-    metrics.update(F1=swept["F1"], precision=swept["precision"], recall=swept["recall"],
-                   threshold=swept["threshold"])
+    metrics.update(
+        F1=swept["F1"], precision=swept["precision"], recall=swept["recall"], threshold=swept["threshold"]
+    )
     per_class = {}
     for name, row in coco["per_class"].items():
-        entry = {"AP_50_95": row.get("AP"), "AP_50": row.get("AP50"), "AR": row.get("AR"),
-                 "num_gt": row.get("num_gt", 0)}
+        entry = {
+            "AP_50_95": row.get("AP"),
+            "AP_50": row.get("AP50"),
+            "AR": row.get("AR"),
+            "num_gt": row.get("num_gt", 0),
+        }
         entry.update(swept["per_class"].get(name, {}))
         per_class[name] = entry
     metrics["per_class"] = per_class
@@ -107,7 +114,9 @@ class COCOEvalCallback(pl.Callback):
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._reset()
 
-    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+    def on_validation_batch_end(
+        self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0
+    ) -> None:
         self._collect(outputs)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:

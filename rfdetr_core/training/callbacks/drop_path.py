@@ -15,8 +15,14 @@ import torch
 from torch import nn
 
 
-def drop_schedule(rate: float, epochs: int, steps_per_epoch: int, cutoff_epoch: int = 0,
-                  mode: str = "standard", schedule: str = "constant") -> np.ndarray:
+def drop_schedule(
+    rate: float,
+    epochs: int,
+    steps_per_epoch: int,
+    cutoff_epoch: int = 0,
+    mode: str = "standard",
+    schedule: str = "constant",
+) -> np.ndarray:
     """Peak drop rate of every optimiser step: constant (``standard``), only before ``cutoff_epoch``
     (``early``, constant or linearly decaying) or only after it (``late``)."""
     if mode not in ("standard", "early", "late"):
@@ -35,8 +41,11 @@ def drop_schedule(rate: float, epochs: int, steps_per_epoch: int, cutoff_epoch: 
 
 def vit_blocks(model: nn.Module) -> list[nn.Module]:
     """The backbone blocks that carry a ``drop_path`` module, in depth order."""
-    return [m for name, m in model.named_modules() if name.startswith("backbone") and hasattr(m, "drop_path")
-            and hasattr(m.drop_path, "drop_prob")]
+    return [
+        m
+        for name, m in model.named_modules()
+        if name.startswith("backbone") and hasattr(m, "drop_path") and hasattr(m.drop_path, "drop_prob")
+    ]
 
 
 def set_drop_path(model: nn.Module, peak: float) -> None:
@@ -48,8 +57,13 @@ def set_drop_path(model: nn.Module, peak: float) -> None:
 class DropPathCallback(pl.Callback):
     """Apply ``drop_schedule(...)[global_step]`` to the model's ViT blocks before each step."""
 
-    def __init__(self, drop_path: float = 0.0, cutoff_epoch: int = 0, mode: str = "standard",
-                 schedule: str = "constant") -> None:
+    def __init__(
+        self,
+        drop_path: float = 0.0,
+        cutoff_epoch: int = 0,
+        mode: str = "standard",
+        schedule: str = "constant",
+    ) -> None:
         super().__init__()
         self.drop_path, self.cutoff_epoch, self.mode, self.schedule = drop_path, cutoff_epoch, mode, schedule
         self._rates: np.ndarray | None = None
@@ -57,10 +71,13 @@ class DropPathCallback(pl.Callback):
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         epochs = int(trainer.max_epochs or 1)
         per_epoch = max(1, int(trainer.estimated_stepping_batches) // epochs)
-        self._rates = drop_schedule(self.drop_path, epochs, per_epoch, self.cutoff_epoch, self.mode, self.schedule)
+        self._rates = drop_schedule(
+            self.drop_path, epochs, per_epoch, self.cutoff_epoch, self.mode, self.schedule
+        )
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
-                             batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
         if self._rates is not None and trainer.global_step < len(self._rates):
             set_drop_path(pl_module.model, float(self._rates[trainer.global_step]))
 

@@ -19,9 +19,15 @@ logger = logging.getLogger(__name__)
 class RFDETREarlyStopping(pl.Callback):
     """Set ``trainer.should_stop`` after ``patience`` evaluations without a ``min_delta`` gain."""
 
-    def __init__(self, patience: int = 10, min_delta: float = 0.001, use_ema: bool = False,
-                 monitor: str = "val/mAP_50_95", monitor_ema: str = "val/ema_mAP_50_95",
-                 skip_best_epochs: int = 0) -> None:
+    def __init__(
+        self,
+        patience: int = 10,
+        min_delta: float = 0.001,
+        use_ema: bool = False,
+        monitor: str = "val/mAP_50_95",
+        monitor_ema: str = "val/ema_mAP_50_95",
+        skip_best_epochs: int = 0,
+    ) -> None:
         super().__init__()
         self.patience, self.min_delta, self.use_ema = patience, min_delta, use_ema
         self.monitor, self.monitor_ema = monitor, monitor_ema
@@ -32,6 +38,7 @@ class RFDETREarlyStopping(pl.Callback):
 
     def current(self, metrics: dict[str, Any]) -> float | None:
         """The value this callback judges (None when the metrics are missing)."""
+
         def read(key: str) -> float | None:
             value = metrics.get(key)
             return None if value is None or math.isnan(float(value)) else float(value)
@@ -55,8 +62,13 @@ class RFDETREarlyStopping(pl.Callback):
         if self.wait >= self.patience:
             self.stopped_epoch = trainer.current_epoch
             trainer.should_stop = True
-            logger.info("Early stopping at epoch %d: no mAP gain > %g for %d evaluations (best %.4f).",
-                        trainer.current_epoch, self.min_delta, self.patience, self.best)
+            logger.info(
+                "Early stopping at epoch %d: no mAP gain > %g for %d evaluations (best %.4f).",
+                trainer.current_epoch,
+                self.min_delta,
+                self.patience,
+                self.best,
+            )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "wait": self.wait, "stopped_epoch": self.stopped_epoch}

@@ -55,7 +55,9 @@ class EMACallback(pl.Callback):
         self.updates += 1
         weight = 1.0 - ema_decay(self.decay, self.tau, self.updates)
         averaged, live = [], []
-        for ema_value, value in zip(self.ema_model.state_dict().values(), model.state_dict().values(), strict=True):
+        for ema_value, value in zip(
+            self.ema_model.state_dict().values(), model.state_dict().values(), strict=True
+        ):
             if ema_value.is_floating_point():
                 averaged.append(ema_value)
                 live.append(value.detach())
@@ -64,8 +66,9 @@ class EMACallback(pl.Callback):
         if averaged:
             torch._foreach_lerp_(averaged, live, weight)
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = trainer.global_step  # counts optimiser steps, so accumulation windows update once
         if step > max(0, self._last_step) and step % self.update_interval_steps == 0:
             self._last_step = step

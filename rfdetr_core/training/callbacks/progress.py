@@ -78,7 +78,9 @@ def _flat_metrics(trainer: pl.Trainer) -> dict[str, float]:
 class TrainingProgress(pl.Callback):
     """Report progress to ``on_event`` and stop the run on request (thread-safe)."""
 
-    def __init__(self, on_event: Callable[[ProgressEvent], None] | None = None, every_n_steps: int = 1) -> None:
+    def __init__(
+        self, on_event: Callable[[ProgressEvent], None] | None = None, every_n_steps: int = 1
+    ) -> None:
         super().__init__()
         self.on_event = on_event
         self.every_n_steps = max(1, int(every_n_steps))
@@ -102,8 +104,16 @@ class TrainingProgress(pl.Callback):
         elapsed = time.monotonic() - self._t0
         done = step - self._start_step
         eta = elapsed / done * max(0, total - step) if done > 0 and total else None
-        return ProgressEvent(kind=kind, epoch=int(trainer.current_epoch), max_epochs=int(trainer.max_epochs or 0),
-                             step=step, total_steps=total, elapsed_s=elapsed, eta_s=eta, **extra)
+        return ProgressEvent(
+            kind=kind,
+            epoch=int(trainer.current_epoch),
+            max_epochs=int(trainer.max_epochs or 0),
+            step=step,
+            total_steps=total,
+            elapsed_s=elapsed,
+            eta_s=eta,
+            **extra,
+        )
 
     def _emit(self, event: ProgressEvent, keep: bool = True) -> None:
         if keep:
@@ -120,8 +130,9 @@ class TrainingProgress(pl.Callback):
         self._start_step = int(trainer.global_step)
         self._emit(self._event(trainer, "start"))
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         step = int(trainer.global_step)
         if step != self._last_step and step % self.every_n_steps == 0:
             self._last_step = step
@@ -134,7 +145,10 @@ class TrainingProgress(pl.Callback):
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         details: dict[str, Any] = {}
         for callback in trainer.callbacks:
-            if hasattr(callback, "last_metrics") and callback.last_metrics.get("epoch") == trainer.current_epoch:
+            if (
+                hasattr(callback, "last_metrics")
+                and callback.last_metrics.get("epoch") == trainer.current_epoch
+            ):
                 details = callback.last_metrics
         self._emit(self._event(trainer, "epoch", metrics=_flat_metrics(trainer), details=details))
 

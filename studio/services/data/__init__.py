@@ -1,0 +1,1 @@
+"""The Data tab: importing datasets, browsing the gallery, the class tree, exporting datasets."""

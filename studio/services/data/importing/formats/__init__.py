@@ -1,0 +1,1 @@
+"""Dataset format readers used by :mod:`studio.services.data.importing.importer`."""

@@ -1,0 +1,1 @@
+"""The Export tab: exporting a run's model (ONNX / TFLite / Roboflow bundle), verifying it, bundle snippets, Roboflow deploy."""

@@ -1,1 +1,0 @@
-"""Dataset format readers used by :mod:`studio.services.importer`."""

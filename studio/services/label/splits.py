@@ -1,0 +1,143 @@
+"""Train / valid / test assignment: one image at a time, or an automatic stratified split.
+
+Why stratify by class: with a random split a rare class easily lands entirely in train (its AP can
+then not be measured) or entirely in valid (the model never sees it). The automatic split follows
+iterative stratification (Sechidis et al., 2011), which handles images with several classes: the
+rarest class is placed first, each of its images going to the split that still lacks most of that
+class relative to the chosen ratios. Images without boxes are spread by the ratios alone. The whole
+assignment is written in one transaction, so a failure leaves the old split untouched.
+"""
+
+from __future__ import annotations
+
+import random
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from studio.errors import StudioError
+from studio.store.db import ProjectStore
+from studio.store.models import SPLITS, Annotation, Category, Image
+
+UNASSIGNED = "unassigned"
+
+
+def set_split(store: ProjectStore, image_id: int, split: str | None) -> None:
+    """Put one image in ``split`` (``None`` or ``"unassigned"`` clears it)."""
+    split = None if split in (None, "", UNASSIGNED) else split
+    if split is not None and split not in SPLITS:
+        raise StudioError(f"Unknown split '{split}' (expected one of {', '.join(SPLITS)} or unassigned).")
+    with store.session() as s:
+        image = s.get(Image, image_id)
+        if image is None:
+            raise StudioError(f"Image #{image_id} does not exist (it may have been deleted).")
+        image.split = split
+
+
+@dataclass
+class SplitResult:
+    images: dict[str, int]  # split -> images this run put there
+    #: class name -> split -> boxes, over the whole project after the split
+    boxes: dict[str, dict[str, int]]
+
+    def to_markdown(self) -> str:
+        lines = ["| | " + " | ".join(SPLITS) + " |", "|---|" + "---|" * len(SPLITS)]
+        lines.append("| **images** | " + " | ".join(str(self.images.get(s, 0)) for s in SPLITS) + " |")
+        for name, per in sorted(self.boxes.items()):
+            lines.append(f"| {name} | " + " | ".join(str(per.get(s, 0)) for s in SPLITS) + " |")
+        return "\n".join(lines)
+
+
+def _normalise(ratios: dict[str, float]) -> dict[str, float]:
+    unknown = set(ratios) - set(SPLITS)
+    if unknown:
+        raise StudioError(f"Unknown split(s): {', '.join(sorted(unknown))}.")
+    if any(r < 0 for r in ratios.values()):
+        raise StudioError("Split ratios cannot be negative.")
+    total = sum(ratios.values())
+    if total <= 0:
+        raise StudioError("At least one split ratio must be above zero.")
+    return {s: ratios.get(s, 0.0) / total for s in SPLITS}
+
+
+def stratified_assignment(
+    labels: dict[int, set[int]], ratios: dict[str, float], seed: int = 0
+) -> dict[int, str]:
+    """Assign each image id (-> the set of class ids it contains) to a split. Pure function."""
+    ratios = _normalise(ratios)
+    rng = random.Random(seed)
+    ids = sorted(labels)
+    rng.shuffle(ids)
+    per_class = Counter(c for i in ids for c in labels[i])
+    want = {s: {c: ratios[s] * n for c, n in per_class.items()} for s in SPLITS}
+    want_total = {s: ratios[s] * len(ids) for s in SPLITS}
+    out: dict[int, str] = {}
+
+    def place(image_id: int, cls: int | None) -> None:
+        def key(s: str) -> tuple[float, float, float]:
+            need = want[s][cls] if cls is not None else 0.0
+            return (need, want_total[s], rng.random())
+
+        choices = [s for s in SPLITS if ratios[s] > 0]
+        split = max(choices, key=key)
+        out[image_id] = split
+        want_total[split] -= 1
+        for c in labels[image_id]:
+            want[split][c] -= 1
+
+    remaining = {i for i in ids if labels[i]}
+    while remaining:
+        left = Counter(c for i in remaining for c in labels[i])
+        rarest = min(left, key=lambda c: (left[c], c))
+        for i in [i for i in ids if i in remaining and rarest in labels[i]]:
+            place(i, rarest)
+            remaining.discard(i)
+    for i in ids:
+        if i not in out:
+            place(i, None)
+    return out
+
+
+def auto_split(
+    store: ProjectStore,
+    ratios: dict[str, float],
+    seed: int = 0,
+    *,
+    only_unassigned: bool = False,
+) -> SplitResult:
+    """Stratified split of the project's images by ground-truth class, in one transaction."""
+    with store.session() as s:
+        stmt = select(Image.id)
+        if only_unassigned:
+            stmt = stmt.where(Image.split.is_(None))
+        labels: dict[int, set[int]] = {i: set() for i in s.scalars(stmt)}
+        if not labels:
+            raise StudioError(
+                "No images to split" + (" (all already have a split)." if only_unassigned else ".")
+            )
+        rows = s.execute(select(Annotation.image_id, Annotation.category_id).where(Annotation.source == "gt"))
+        for image_id, cat_id in rows:
+            if image_id in labels:
+                labels[image_id].add(cat_id)
+        assignment = stratified_assignment(labels, ratios, seed)
+        by_split: dict[str, list[int]] = defaultdict(list)
+        for image_id, split in assignment.items():
+            by_split[split].append(image_id)
+        for split, ids in by_split.items():
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                s.execute(update(Image).where(Image.id.in_(chunk)).values(split=split))
+        names = dict(s.execute(select(Category.id, Category.name)).all())
+        boxes: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(SPLITS, 0))
+        for cat_id, split in s.execute(
+            select(Annotation.category_id, Image.split)
+            .join(Image, Image.id == Annotation.image_id)
+            .where(Annotation.source == "gt")
+        ).all():
+            if split is not None:
+                boxes[names[cat_id]][split] += 1
+    return SplitResult({k: len(v) for k, v in by_split.items()}, {k: dict(v) for k, v in boxes.items()})
+
+
+__all__ = ["SplitResult", "auto_split", "set_split", "stratified_assignment"]
