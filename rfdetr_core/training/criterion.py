@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from rfdetr_core.training.box_ops import cxcywh_to_xyxy, paired_giou, paired_iou
+from rfdetr_core.ops.boxes import cxcywh_to_xyxy, paired_giou, paired_iou
 from rfdetr_core.training.matcher import HungarianMatcher, MatchIndices
 
 LOSS_WEIGHTS = {"loss_ce": 1.0, "loss_bbox": 5.0, "loss_giou": 2.0}

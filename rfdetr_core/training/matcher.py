@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
-from rfdetr_core.training.box_ops import cxcywh_to_xyxy, pairwise_giou
+from rfdetr_core.ops.boxes import cxcywh_to_xyxy, pairwise_giou
 
 MatchIndices = list[tuple[Tensor, Tensor]]
 

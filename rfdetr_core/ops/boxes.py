@@ -1,4 +1,8 @@
-"""Box conversions, pairwise GIoU for the matcher and element-wise IoU / GIoU for the criterion.
+"""The one home of box conversions and IoU: torch versions for the model and training, numpy twins for
+evaluation, export checks and the studio.
+
+Formats: ``xyxy`` = (x0, y0, x1, y1), ``xywh`` = (x, y, w, h) with a top-left corner (COCO, the studio's
+database), ``cxcywh`` = (cx, cy, w, h) (the model's normalised outputs).
 
 ``torchvision.ops`` has pairwise IoU/GIoU but divides by the raw union and hull areas, so one
 collapsed predicted box (width 0, which a saturated sigmoid produces early in training) turns a
@@ -10,6 +14,7 @@ every decoder layer.
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -56,3 +61,34 @@ def paired_giou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
 def pairwise_giou(boxes_a: Tensor, boxes_b: Tensor) -> Tensor:
     """``[N, M]`` generalised IoU of every box of ``boxes_a`` with every box of ``boxes_b`` (xyxy)."""
     return paired_giou(boxes_a[:, None, :], boxes_b[None, :, :])
+
+
+# -- numpy twins -------------------------------------------------------------------------------------
+
+
+def xywh_to_xyxy_np(boxes: np.ndarray) -> np.ndarray:
+    """``(x, y, w, h)`` -> ``(x0, y0, x1, y1)`` for an ``[..., 4]`` array."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], axis=-1)
+
+
+def xyxy_to_xywh_np(boxes: np.ndarray) -> np.ndarray:
+    """``(x0, y0, x1, y1)`` -> ``(x, y, w, h)`` for an ``[..., 4]`` array."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return np.concatenate([boxes[..., :2], boxes[..., 2:] - boxes[..., :2]], axis=-1)
+
+
+def box_iou_np(boxes_a: np.ndarray, boxes_b: np.ndarray) -> np.ndarray:
+    """``[N, M]`` IoU of every xyxy box of ``boxes_a`` with every box of ``boxes_b`` (float64).
+
+    Edge rules, the same for every caller: a reversed box (x1 < x0 or y1 < y0) has zero area, and a
+    pair whose union is zero has IoU 0 (never NaN), so two identical points do not count as a match.
+    """
+    a = np.asarray(boxes_a, np.float64).reshape(-1, 4)
+    b = np.asarray(boxes_b, np.float64).reshape(-1, 4)
+    overlap = np.minimum(a[:, None, 2:], b[None, :, 2:]) - np.maximum(a[:, None, :2], b[None, :, :2])
+    inter = np.clip(overlap, 0, None).prod(axis=-1)
+    area_a = np.clip(a[:, 2:] - a[:, :2], 0, None).prod(axis=-1)
+    area_b = np.clip(b[:, 2:] - b[:, :2], 0, None).prod(axis=-1)
+    union = area_a[:, None] + area_b[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
