@@ -189,7 +189,7 @@ def _alive(pid: int) -> bool:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             return False
-        return state != "Z" and b"trainer_process" in cmdline
+        return state != "Z" and b"studio.services.train.worker" in cmdline
     return True
 
 
