@@ -9,6 +9,10 @@ Why it looks like this:
 - Image files are named by content hash, so the same picture is stored once and the folder can be
   moved (paths in the DB are relative). Files written during a transaction are remembered on the
   session and removed if it rolls back, so an aborted import leaves no stray files.
+- An import copies its images *before* its transaction (so the write lock is held only briefly); a
+  ``kill -9`` in between leaves files no row references. :meth:`ProjectStore.import_guard` journals
+  the copying and holds a shared lock on ``.import.lock`` while it runs; :meth:`ProjectStore.open`
+  sees a journal whose import is gone and removes its orphans (:meth:`clean_orphan_files`).
 """
 
 from __future__ import annotations
@@ -16,10 +20,20 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import sqlite3
 import tempfile
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+
+try:
+    import fcntl
+except ImportError:  # Windows: no advisory locks; orphan cleaning is then skipped (never unsafe)
+    fcntl = None  # type: ignore[assignment]
 
 from PIL import Image as PILImage
 from sqlalchemy import Engine, create_engine, event, select
@@ -31,6 +45,9 @@ from studio.store.models import Image, Project
 DB_NAME = "project.db"
 IMAGES_DIR = "images"
 BUSY_TIMEOUT_MS = 30_000
+IMPORT_LOCK = ".import.lock"
+JOURNAL_DIR = ".imports"
+ORPHAN_SAFE_AGE_S = 3600  # an unreferenced image no journal names is removed only once this old
 _FORMAT_SUFFIX = {
     "JPEG": ".jpg",
     "PNG": ".png",
@@ -64,6 +81,37 @@ def _make_engine(db_path: Path, busy_timeout_ms: int) -> Engine:
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+class _Journal(list):
+    """The files an import wrote: kept in memory (for its own rollback) and appended to a journal file
+    as they are written, so that after a ``kill -9`` the next open knows which files to check."""
+
+    def __init__(self, file: IO[str]) -> None:
+        super().__init__()
+        self._file = file
+        self._mutex = threading.Lock()  # images are copied by a thread pool
+
+    def append(self, path: str) -> None:
+        with self._mutex:
+            super().append(path)
+            self._file.write(path + "\n")
+            self._file.flush()
+
+
+def _flock(path: Path, exclusive: bool, blocking: bool) -> IO[bytes] | None:
+    """An advisory lock on ``path`` (held until the returned file is closed), or None when it is
+    taken (non-blocking) or the platform has no ``fcntl``. The OS drops it when the process dies."""
+    if fcntl is None:
+        return None
+    f = open(path, "ab")
+    flags = (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if blocking else fcntl.LOCK_NB)
+    try:
+        fcntl.flock(f.fileno(), flags)
+    except OSError:
+        f.close()
+        return None
+    return f
 
 
 def file_sha256(path: Path) -> str:
@@ -102,7 +150,9 @@ class ProjectStore:
         if not (project_dir / DB_NAME).is_file():
             raise StoreError(f"No project database found in {project_dir}.")
         (project_dir / IMAGES_DIR).mkdir(exist_ok=True)
-        return cls._connect(project_dir, busy_timeout_ms)
+        store = cls._connect(project_dir, busy_timeout_ms)
+        store.clean_orphan_files()
+        return store
 
     @classmethod
     def _connect(cls, project_dir: Path, busy_timeout_ms: int) -> ProjectStore:
@@ -157,6 +207,79 @@ class ProjectStore:
                 for p in s.info["new_files"]:
                     Path(p).unlink(missing_ok=True)
                 raise
+
+    # -- imports and orphaned files ------------------------------------------------------------------
+    @contextmanager
+    def import_guard(self) -> Iterator[list[str]]:
+        """Journal the image files an import writes before its transaction (see the module docstring).
+
+        Yields the list to pass to :meth:`write_image_bytes`. While the block runs, a shared lock tells
+        :meth:`clean_orphan_files` (in any process) that these files are about to be committed.
+        """
+        lock = _flock(self.path / IMPORT_LOCK, exclusive=False, blocking=True)
+        journal_dir = self.path / JOURNAL_DIR
+        journal_dir.mkdir(exist_ok=True)
+        path = journal_dir / f"{os.getpid()}-{uuid.uuid4().hex}.journal"
+        try:
+            with open(path, "w", encoding="utf-8") as f:
+                yield _Journal(f)
+        finally:
+            path.unlink(missing_ok=True)
+            if lock is not None:
+                lock.close()
+
+    def clean_orphan_files(self) -> list[str]:
+        """Remove image files a killed import left behind; returns their paths (relative).
+
+        Runs only when a journal is left over, and only when no import holds the import lock and no
+        writer holds the database (so no file can be one that is about to be committed). Then a file no
+        row references is deleted if a journal names it or it is a temp file, or else once it is older
+        than ``ORPHAN_SAFE_AGE_S`` (it was not written by a journaled import). Never raises: a project
+        that cannot be cleaned now is cleaned on a later open.
+        """
+        journal_dir = self.path / JOURNAL_DIR
+        try:
+            journals = sorted(journal_dir.glob("*.journal"))
+        except OSError:
+            return []
+        if not journals:
+            return []
+        try:
+            lock = _flock(self.path / IMPORT_LOCK, exclusive=True, blocking=False)
+            if lock is None:
+                return []
+            with lock:
+                return self._clean_locked(journals)
+        except (OSError, sqlite3.Error):
+            return []
+
+    def _clean_locked(self, journals: list[Path]) -> list[str]:
+        listed: set[str] = set()
+        for j in journals:
+            listed.update(
+                Path(line).name for line in j.read_text(encoding="utf-8", errors="replace").split("\n")
+            )
+        conn = sqlite3.connect(self.db_path, timeout=1.0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # no other writer is mid-transaction while we look
+            referenced = {Path(n).name for (n,) in conn.execute("SELECT file_name FROM image")}
+            removed = self._remove_unreferenced(referenced, listed)
+            conn.execute("ROLLBACK")
+        finally:
+            conn.close()
+        for j in journals:
+            j.unlink(missing_ok=True)
+        return removed
+
+    def _remove_unreferenced(self, referenced: set[str], listed: set[str]) -> list[str]:
+        removed, old = [], time.time() - ORPHAN_SAFE_AGE_S
+        for entry in os.scandir(self.images_dir):
+            if entry.name in referenced or not entry.is_file(follow_symlinks=False):
+                continue
+            if entry.name in listed or entry.name.startswith(".tmp-") or entry.stat().st_mtime < old:
+                os.unlink(entry.path)
+                removed.append(f"{IMAGES_DIR}/{entry.name}")
+        return removed
 
     def project(self) -> Project:
         with self.session(readonly=True) as s:

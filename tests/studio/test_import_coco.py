@@ -140,3 +140,41 @@ def test_second_import_appends_and_merges_classes_by_name(store: ProjectStore, t
         assert s.scalar(select(func.count(Image.id))) == 5
         assert s.scalar(select(func.count(Category.id))) == 8
         assert s.scalar(select(func.count(ImportRecord.id))) == 2
+
+
+def test_reimport_of_the_same_dataset_is_not_an_abort_and_names_the_users_files(
+    store: ProjectStore, tmp_path: Path
+) -> None:
+    coco_roboflow(tmp_path / "ds", {"train": 2, "valid": 1}, seed=4)
+    import_dataset(store, tmp_path / "ds")
+    with store.session(readonly=True) as s:
+        hashed = set(s.scalars(select(Image.file_name)))
+        records = s.scalar(select(func.count(ImportRecord.id)))
+
+    report = import_dataset(store, tmp_path / "ds")  # returns: nothing went wrong
+    assert (
+        report.ok
+        and report.note == "all 3 images are already in this project (same content); nothing was changed"
+    )
+    markdown = report.to_markdown()
+    assert "Nothing new to import" in markdown and "aborted" not in markdown.lower()
+    assert report.summary() == report.note
+    files = [p.file for p in report.problems]
+    assert len(files) == 3 and all(f.startswith(("train/", "valid/")) for f in files)
+    assert not any(Path(h).stem in markdown for h in hashed)  # never the internal hash names
+    with store.session(readonly=True) as s:
+        assert s.scalar(select(func.count(ImportRecord.id))) == records  # no empty import recorded
+
+
+def test_reimport_with_one_new_image_imports_it_and_lists_the_rest_as_present(
+    store: ProjectStore, tmp_path: Path
+) -> None:
+    loose_images(tmp_path / "pics", n=2, seed=5)
+    import_dataset(store, tmp_path / "pics")
+    shutil.copyfile(tmp_path / "pics" / "loose_00000.jpg", tmp_path / "pics" / "renamed.jpg")
+    loose_images(tmp_path / "more", n=3, seed=6)
+    shutil.copyfile(tmp_path / "more" / "loose_00002.jpg", tmp_path / "pics" / "new.jpg")
+    report = import_dataset(store, tmp_path / "pics")
+    assert report.counts["images_imported"] == 1 and report.counts["images_already_in_project"] == 3
+    renamed = next(p for p in report.problems if p.file == "renamed.jpg")
+    assert renamed.reason == "already in this project (same content as 'loose_00000.jpg'); not imported again"

@@ -22,7 +22,7 @@ import yaml
 from PIL import Image as PILImage
 
 from studio.services.data.importing.importer import ImportAborted, import_dataset
-from studio.services.data.importing.report import ImportReport
+from studio.services.data.importing.report import LIMITS_LINE, ImportReport
 from studio.store import ProjectStore
 from tests.support.datagen import coco_roboflow, coco_single, loose_images, yolo
 
@@ -437,3 +437,47 @@ def test_yolo_label_without_image(store, tmp_path):
     ds = _yolo_label(tmp_path, "0 0.5 0.5 0.2 0.2\n")
     (ds / "labels" / "train" / "ghost.txt").write_text("0 0.5 0.5 0.1 0.1\n")
     _ok(store, ds, "label file has no matching image", "warning")
+
+
+# -- limits on untrusted sizes (issue 13) -------------------------------------------------------------
+
+
+def test_stored_report_keeps_the_first_problems_counts_the_rest_and_names_the_limits(store, tmp_path):
+    from sqlalchemy import select
+
+    from studio.services.data.importing import limits
+    from studio.store import ImportRecord
+
+    def mutate(d):
+        a = d["annotations"][0]
+        d["annotations"] += [dict(a, id=10_000 + k, image_id=999) for k in range(3000)]
+
+    r = _ok(store, _coco(tmp_path, mutate), "refers to unknown image id 999")
+    assert len(r.problems) == limits.MAX_PROBLEMS_KEPT and r.problems_total == 3000
+    assert "3000 problems" in r.summary()
+    assert f"Only the first {limits.MAX_PROBLEMS_KEPT:,} problems are kept" in r.to_markdown()
+    assert LIMITS_LINE in r.to_markdown() and "10,000 boxes per image" in LIMITS_LINE
+    with store.session(readonly=True) as s:
+        stored = s.scalars(select(ImportRecord.report).order_by(ImportRecord.id.desc())).first()
+    assert stored["problems_total"] == 3000 and stored["problems_not_kept"] == {"error": 2000}
+    assert stored["limits"]["problems_kept"] == limits.MAX_PROBLEMS_KEPT
+    assert stored["limits"]["boxes_per_image"] == limits.MAX_BOXES_PER_IMAGE
+    assert len(json.dumps(stored)) < 400_000
+
+
+def test_yaml_alias_bomb_is_never_expanded(store, tmp_path):
+    yolo(tmp_path / "ds", {"train": 2})
+    bomb = "".join(
+        f"{k}: &{k} [{', '.join([f'*{p}'] * 9) if p else ', '.join(['lol'] * 9)}]\n"
+        for p, k in zip(["", *"abcdefgh"], "abcdefghi", strict=True)
+    )
+    cfg = yaml.safe_load((tmp_path / "ds" / "data.yaml").read_text())
+    body = yaml.safe_dump({k: v for k, v in cfg.items() if k != "nc"})
+    (tmp_path / "ds" / "data.yaml").write_text(bomb + body + "nc: *i\n")  # 9**9 'lol's if expanded
+    before = store.db_path.stat().st_size
+    r = _ok(store, tmp_path / "ds", "'nc' is a list of 9 item(s) but 'names' lists 5 classes", "warning")
+    assert max(len(p.reason) for p in r.problems) < 200
+    assert store.db_path.stat().st_size - before < 1_000_000
+    (tmp_path / "ds" / "data.yaml").write_text(bomb + "train: images/train\nnames: [*i]\n")
+    e = _fatal(store, tmp_path / "ds", "class 0 has no valid name")
+    assert len(str(e)) < 300

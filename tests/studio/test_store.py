@@ -302,3 +302,88 @@ def test_project_written_at_schema_1_is_upgraded_on_open(tmp_path: Path) -> None
             assert current_version(conn) == LATEST_VERSION >= 2
             assert "checkpoint" in {c["name"] for c in inspect(conn).get_columns("prediction")}
         assert st.project().name == "Old"
+
+
+_PAUSED_IMPORT = r"""
+import sys
+from pathlib import Path
+from studio.services.data.importing.importer import import_dataset
+from studio.store import ProjectStore
+
+def progress(fraction, message):
+    if message == "writing the database":  # every image is copied, no row is written yet
+        print("copied", flush=True)
+        sys.stdin.readline()  # the test kills us here, or lets us go on
+
+with ProjectStore.open(Path(sys.argv[1])) as store:
+    report = import_dataset(store, Path(sys.argv[2]), progress=progress)
+    print("done", report.counts["images_imported"], flush=True)
+"""
+
+
+def _paused_import(project: Path, source: Path) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PAUSED_IMPORT, str(project), str(source)],
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    line = proc.stdout.readline()
+    assert line.strip() == "copied", proc.stderr.read()
+    return proc
+
+
+def _image_files(store: ProjectStore) -> set[str]:
+    return {f"images/{p.name}" for p in store.images_dir.iterdir()}
+
+
+def _referenced(store: ProjectStore) -> set[str]:
+    with store.session(readonly=True) as s:
+        return set(s.scalars(select(Image.file_name)))
+
+
+def test_kill_9_during_import_leaves_no_orphans_and_spares_a_concurrent_import(
+    store: ProjectStore, tmp_path: Path
+) -> None:
+    from tests.support.datagen import loose_images
+
+    loose_images(tmp_path / "a", n=6, seed=11)
+    loose_images(tmp_path / "b", n=5, seed=12)
+    killed = _paused_import(store.path, tmp_path / "a")
+    live = _paused_import(store.path, tmp_path / "b")
+    assert len(_image_files(store)) == 11 and not _referenced(store)  # copied before any transaction
+    killed.kill()  # SIGKILL: no finally, no rollback handler runs
+    killed.wait()
+    killed.stdout.close()
+    killed.stderr.close()
+
+    ProjectStore.open(store.path).close()  # the live import holds its lock: nothing may go
+    assert len(_image_files(store)) == 11
+
+    out, err = live.communicate("\n", timeout=120)
+    assert live.returncode == 0 and out.split()[-2:] == ["done", "5"], err
+    with ProjectStore.open(store.path) as reopened:  # now the killed import's files are orphans
+        files, referenced = _image_files(reopened), _referenced(reopened)
+    assert files == referenced and len(referenced) == 5
+    assert not any((store.path / ".imports").glob("*.journal"))
+
+
+def test_orphans_wait_while_another_writer_holds_the_database(store: ProjectStore, tmp_path: Path) -> None:
+    journal_dir = store.path / ".imports"
+    journal_dir.mkdir()
+    orphan = store.images_dir / "0123456789abcdef0123456789abcdef.png"
+    _png(orphan)
+    (journal_dir / "1-x.journal").write_text(f"{orphan}\n")
+    blocker = sqlite3.connect(store.db_path, timeout=0)
+    blocker.execute("BEGIN IMMEDIATE")  # a writer mid-transaction: it may be about to reference it
+    try:
+        assert store.clean_orphan_files() == []
+        assert orphan.exists()
+    finally:
+        blocker.rollback()
+        blocker.close()
+    assert store.clean_orphan_files() == [f"images/{orphan.name}"]
+    assert not orphan.exists() and not any(journal_dir.iterdir())

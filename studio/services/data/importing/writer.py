@@ -4,7 +4,12 @@ Why this order: image files are hashed, checked and copied *before* the write tr
 thread pool (file I/O and hashing release the GIL), so the project database is locked only for the
 short bulk inserts and a training process writing metrics is never starved. Every file this import
 created is remembered; if anything fails before the commit, they are deleted again, so an aborted
-import leaves the folder exactly as it was.
+import leaves the folder exactly as it was. The copying runs inside ``store.import_guard()``, which
+journals it: if the process is killed (nothing above runs then), the next open of the project finds
+the journal and removes the files no row references, while a live import's files are left alone.
+
+Re-importing what the project already holds is not an error: the report says so and names the
+user's files (never the internal content-hash names).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from studio.services.data.importing import limits
 from studio.services.data.importing.formats.common import (
     RawCategory,
     RawDataset,
@@ -33,6 +39,7 @@ from studio.services.data.importing.image_check import BadImage, check_image
 from studio.services.data.importing.report import ImportReport
 from studio.store import Category, Image, ImageProblem, ImportRecord, ProjectStore
 from studio.store.models import utcnow
+from studio.text import clip, quote
 
 Progress = Callable[[float, str], None]
 PALETTE = [
@@ -101,36 +108,42 @@ def write_dataset(
     report.format = raw.format
     if not raw.images:
         raise abort(report, report.source, "no images found in the dataset")
-    new_files: list[str] = []
-    try:
-        t0 = time.perf_counter()
-        stored = _copy_images(store, raw.images, report, progress, new_files)
-        report.timings["images"] = time.perf_counter() - t0
-        if not stored:
-            raise abort(
-                report,
-                report.source,
-                f"none of the {len(raw.images)} images could be imported (see the problems)",
-            )
-        progress(0.85, "writing the database")
-        t0 = time.perf_counter()
-        with store.session() as s:
-            _write_rows(s, raw, stored, report)
-        report.timings["database"] = time.perf_counter() - t0
-        progress(1.0, report.summary())
-    except OperationalError as e:
-        _remove_new_files(store, new_files)
-        if "locked" in str(e):
-            raise abort(
-                report,
-                store.db_path.name,
-                "the project is busy (another process is writing to it); nothing was imported, try again",
-            ) from None
-        raise
-    except BaseException:
-        _remove_new_files(store, new_files)
-        raise
+    with store.import_guard() as new_files:
+        try:
+            t0 = time.perf_counter()
+            stored = _copy_images(store, raw.images, report, progress, new_files)
+            report.timings["images"] = time.perf_counter() - t0
+            if not stored:
+                return _nothing_stored(report, len(raw.images))
+            progress(0.85, "writing the database")
+            t0 = time.perf_counter()
+            with store.session() as s:
+                _write_rows(s, raw, stored, report)
+            report.timings["database"] = time.perf_counter() - t0
+            progress(1.0, report.summary())
+        except OperationalError as e:
+            _remove_new_files(store, new_files)
+            if "locked" in str(e):
+                raise abort(
+                    report,
+                    store.db_path.name,
+                    "the project is busy (another process is writing to it); nothing was imported, try again",
+                ) from None
+            raise
+        except BaseException:
+            _remove_new_files(store, new_files)
+            raise
     return report
+
+
+def _nothing_stored(report: ImportReport, n: int) -> ImportReport:
+    """All images already in the project is a finished no-op; anything else unusable is an abort."""
+    present = report.counts["images_already_in_project"]
+    if present == n:
+        report.note = f"all {n} images are already in this project (same content); nothing was changed"
+        return report
+    also = f"; {present} are already in this project" if present else ""
+    raise abort(report, report.source, f"none of the {n} images could be imported{also} (see the problems)")
 
 
 def _copy_images(
@@ -141,7 +154,7 @@ def _copy_images(
     new_files: list[str],
 ) -> list[_Stored]:
     with store.session(readonly=True) as s:
-        known = {h: n for h, n in s.execute(select(Image.content_hash, Image.file_name))}
+        known = {h: n for h, n in s.execute(select(Image.content_hash, Image.original_name))}
 
     def work(raw: RawImage) -> _Stored | str:
         if raw.path is None:
@@ -165,15 +178,40 @@ def _copy_images(
             if i % step == 0:
                 progress(0.85 * i / len(images), f"checking and copying images ({i}/{len(images)})")
             if isinstance(res, _Stored) and res.sha256 in seen:
-                res = f"duplicate of {seen[res.sha256]} (same content)"
+                res = f"duplicate of {quote(seen[res.sha256])} (same content)"
             elif isinstance(res, str) and res in known:
-                res = f"already in the project (same content as {known[res]})"
+                _already_present(report, raw, known[res])
+                continue
             if isinstance(res, str):
                 _skip_image(report, raw, res)
                 continue
             seen[res.sha256] = raw.where
             stored.append(res)
     return stored
+
+
+def _already_present(report: ImportReport, raw: RawImage, original_name: str) -> None:
+    same = "" if Path(original_name).name == Path(raw.name).name else f" as {quote(original_name)}"
+    boxes = f" (nor its {len(raw.boxes)} boxes)" if raw.boxes else ""
+    report.add(
+        raw.where, f"already in this project (same content{same}); not imported again{boxes}", "warning"
+    )
+    report.count("images_already_in_project")
+
+
+def _capped_boxes(report: ImportReport, st: _Stored) -> list:
+    """The image's boxes, at most ``MAX_BOXES_PER_IMAGE`` (the rest reported once, as one problem)."""
+    boxes = st.raw.boxes
+    if len(boxes) <= limits.MAX_BOXES_PER_IMAGE:
+        return boxes
+    extra = len(boxes) - limits.MAX_BOXES_PER_IMAGE
+    report.add(
+        st.raw.where,
+        f"image has {len(boxes):,} boxes; only the first {limits.MAX_BOXES_PER_IMAGE:,} are kept "
+        f"(limit per image), {extra:,} skipped",
+    )
+    report.count("boxes_skipped", extra)
+    return boxes[: limits.MAX_BOXES_PER_IMAGE]
 
 
 def _skip_image(report: ImportReport, raw: RawImage, reason: str) -> None:
@@ -187,7 +225,7 @@ def _skip_image(report: ImportReport, raw: RawImage, reason: str) -> None:
 def _write_rows(s: Session, raw: RawDataset, stored: list[_Stored], report: ImportReport) -> None:
     """Bulk inserts at the driver level (``executemany`` of plain tuples): 20k boxes in well under a
     second, where per-row ORM/Core parameter processing would dominate the whole import."""
-    record = ImportRecord(source=report.source, format=raw.format, report={})
+    record = ImportRecord(source=clip(report.source, limits.MAX_WHERE_CHARS), format=raw.format, report={})
     s.add(record)
     s.flush()
     cat_ids = _ensure_categories(s, raw.categories, report)
@@ -200,7 +238,7 @@ def _write_rows(s: Session, raw: RawDataset, stored: list[_Stored], report: Impo
         [
             (
                 st.file_name,
-                st.raw.name,
+                clip(st.raw.name, limits.MAX_FILE_NAME_CHARS),
                 st.width,
                 st.height,
                 st.raw.split,
@@ -221,7 +259,7 @@ def _write_rows(s: Session, raw: RawDataset, stored: list[_Stored], report: Impo
         for warning in _size_warnings(st):
             report.add(st.raw.where, warning, "warning")
             problem_rows.append(_problem(image_id, "size_mismatch", warning, record.id, now))
-        for box in st.raw.boxes:
+        for box in _capped_boxes(report, st):
             fixed, reason = fix_box(box, st.width, st.height)
             if fixed is None:
                 report.add(box.where, f"{reason}; box skipped")

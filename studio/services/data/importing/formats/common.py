@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from studio.services.data.importing.image_check import is_image_name
+from studio.services.data.importing import limits
+from studio.services.data.importing.image_check import file_kind, is_image_name
 from studio.services.data.importing.report import ImportAborted, ImportReport
+from studio.text import clip, quote
 
 PLACEHOLDER_SUPERCATEGORIES = {"", "none", "null"}
 SPLIT_ALIASES = {
@@ -67,9 +70,32 @@ class RawDataset:
 
 def abort(report: ImportReport, file: object, message: str) -> ImportAborted:
     """Record a fatal problem and build the exception that aborts the import."""
+    file, message = clip(str(file), limits.MAX_WHERE_CHARS), clip(message, limits.MAX_REASON_CHARS)
     report.add(file, message, "fatal")
-    report.fatal = f"{message} ({file})" if str(file) not in message else message
+    report.fatal = f"{message} ({file})" if file not in message else message
     return ImportAborted(report.fatal, report)
+
+
+def class_name_problem(value: object) -> str | None:
+    """Why ``value`` cannot be a class name (None when it can). Types are checked before anything is
+    turned into text: a YAML alias bomb must never be formatted whole."""
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
+        return f"is not text but {quote(value)}"
+    text = str(value).strip()
+    if not text:
+        return "is empty"
+    if len(text) > limits.MAX_CLASS_NAME_CHARS:
+        return f"is {len(text):,} characters long (limit {limits.MAX_CLASS_NAME_CHARS})"
+    return None
+
+
+def id_problem(value: object) -> str | None:
+    """Why ``value`` is not a usable integer id (bools are not ids; SQLite stores 64-bit integers)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return f"is not an integer ({quote(value)})"
+    if abs(value) > limits.MAX_ID:
+        return f"is out of range ({quote(value)}; ids must fit in 64 bits)"
+    return None
 
 
 def parent_name(cat: RawCategory) -> str | None:
@@ -96,15 +122,34 @@ def inside(root: Path, path: Path) -> bool:
     return path_s == root_s or path_s.startswith(root_s + os.sep)
 
 
-def list_files(folder: Path) -> list[Path]:
-    """All regular files under ``folder`` (sorted, hidden files and symlinks left out)."""
+def is_regular_file(path: Path) -> bool:
+    """A plain file, not a symlink, pipe, socket or device (``Path.is_file`` follows links)."""
+    try:
+        return stat.S_ISREG(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return False
+
+
+def list_files(folder: Path, report: ImportReport | None = None, root: Path | None = None) -> list[Path]:
+    """All regular files under ``folder`` (sorted; hidden files left out). Symlinks, pipes, sockets
+    and devices are never opened: with a ``report`` each is listed as skipped. Symlinked folders are
+    not entered (``os.walk`` does not follow them)."""
     out = []
     for dirpath, dirnames, filenames in os.walk(folder):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != "__MACOSX")
         for f in sorted(filenames):
+            if f.startswith("."):
+                continue
             p = Path(dirpath) / f
-            if not f.startswith(".") and not p.is_symlink():
+            try:
+                mode = os.lstat(p).st_mode
+            except OSError:
+                continue
+            if stat.S_ISREG(mode):
                 out.append(p)
+            elif report is not None:
+                report.add(rel(p, root or folder), f"is {file_kind(mode)}; skipped without opening it")
+                report.count("files_skipped")
     return out
 
 

@@ -5,16 +5,23 @@ Both common layouts are found: ``images/train`` + ``labels/train`` (Ultralytics)
 folder and with Roboflow's ``../`` prefix removed, then the layouts are discovered on disk. A label
 file belongs to an image by replacing the last ``images`` folder with ``labels`` and the suffix with
 ``.txt``. A missing/invalid ``names`` is fatal (class ids would be meaningless); bad lines are skipped.
+
+``yaml.safe_load`` keeps aliases shared, so a 300-byte alias bomb loads cheaply, but turning it into
+text (``repr``/``str``) expands it into gigabytes. So every value is type-checked first and only short
+quotes of scalars (``studio.text.quote``) ever reach a message.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import re
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from studio.services.data.importing import limits
 from studio.services.data.importing.formats.common import (
     SPLIT_ALIASES,
     RawBox,
@@ -22,19 +29,24 @@ from studio.services.data.importing.formats.common import (
     RawDataset,
     RawImage,
     abort,
+    class_name_problem,
+    id_problem,
     inside,
+    is_regular_file,
     list_files,
     rel,
     split_images,
 )
+from studio.services.data.importing.image_check import BadImage, read_regular_file
 from studio.services.data.importing.report import ImportReport
+from studio.text import quote
 
 YAML_KEYS = ("train", "val", "valid", "test")
 
 
 def find_yaml(root: Path) -> Path | None:
     """``data*.yaml`` first (like Ultralytics and RF-DETR), else the only yaml in the folder."""
-    yamls = sorted(p for p in root.iterdir() if p.suffix.lower() in {".yaml", ".yml"} and p.is_file())
+    yamls = sorted(p for p in root.iterdir() if p.suffix.lower() in {".yaml", ".yml"} and is_regular_file(p))
     preferred = [p for p in yamls if p.name.lower().startswith("data")]
     if preferred:
         return preferred[0]
@@ -53,7 +65,7 @@ def read_yolo(root: Path, yaml_path: Path, report: ImportReport) -> RawDataset:
             "no image folders found for train/val/test (checked data.yaml and the usual layouts)",
         )
     for split, img_dir in split_dirs:
-        for img in split_images(list_files(img_dir), report, root):
+        for img in split_images(list_files(img_dir, report, root), report, root):
             ds.images.append(_read_image(img, img_dir, split, names, root, report))
         _report_orphan_labels(img_dir, root, report)
     return ds
@@ -62,10 +74,15 @@ def read_yolo(root: Path, yaml_path: Path, report: ImportReport) -> RawDataset:
 def _load_yaml(path: Path, root: Path, report: ImportReport) -> dict[str, Any]:
     name = rel(path, root)
     try:
-        cfg = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = read_regular_file(path, limits.MAX_YAML_BYTES).decode("utf-8")
+        cfg = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        raise abort(report, name, f"bad YAML in {name}: {str(e).splitlines()[0]}") from None
-    except (UnicodeDecodeError, OSError) as e:
+        raise abort(report, name, f"bad YAML in {name}: {str(e).splitlines()[0][:200]}") from None
+    except RecursionError:
+        raise abort(report, name, f"bad YAML in {name}: nested too deeply") from None
+    except UnicodeDecodeError:
+        raise abort(report, name, f"cannot read {name}: it is not UTF-8 text") from None
+    except BadImage as e:  # not a regular file, or too big
         raise abort(report, name, f"cannot read {name}: {e}") from None
     if not isinstance(cfg, dict):
         raise abort(report, name, f"{name} is not a YOLO dataset file (expected a mapping with 'names')")
@@ -74,37 +91,69 @@ def _load_yaml(path: Path, root: Path, report: ImportReport) -> dict[str, Any]:
 
 def _names(cfg: dict, path: Path, root: Path, report: ImportReport) -> dict[int, str]:
     name = rel(path, root)
-    raw = cfg.get("names")
-    if raw is None:
-        raise abort(report, name, f"{name} has no 'names' (the list of class names)")
-    if isinstance(raw, list):
-        items = list(enumerate(raw))
-    elif isinstance(raw, dict):
-        try:
-            items = [(int(k), v) for k, v in raw.items()]
-        except (TypeError, ValueError):
-            raise abort(report, name, f"{name}: 'names' keys must be class ids (integers)") from None
-    else:
-        raise abort(report, name, f"{name}: 'names' must be a list or a mapping of id to name")
+    items = _name_items(cfg.get("names"), name, report)
+    if len(items) > limits.MAX_CLASSES:
+        raise abort(
+            report, name, f"{name}: 'names' lists {len(items):,} classes (limit {limits.MAX_CLASSES:,})"
+        )
     out: dict[int, str] = {}
+    taken: set[str] = set()
     for k, v in items:
-        if k < 0 or v is None or isinstance(v, list | dict) or not str(v).strip():
-            raise abort(report, name, f"{name}: class {k} has no valid name ({v!r})")
-        if str(v).strip() in out.values():
-            raise abort(report, name, f"{name}: class name '{v}' appears twice in 'names'")
-        out[k] = str(v).strip()
+        if k < 0:
+            raise abort(report, name, f"{name}: class id {k} is negative")
+        bad = class_name_problem(v)
+        if bad is not None:
+            raise abort(report, name, f"{name}: class {k} has no valid name (it {bad})")
+        text = str(v).strip()
+        if text in taken:
+            raise abort(report, name, f"{name}: class name {quote(text)} appears twice in 'names'")
+        out[k] = text
+        taken.add(text)
     if not out:
         raise abort(report, name, f"{name}: 'names' is empty")
     nc = cfg.get("nc")
     if nc is not None and nc != len(out):
-        report.add(name, f"'nc' is {nc!r} but 'names' lists {len(out)} classes; 'names' is used", "warning")
+        report.add(
+            name, f"'nc' is {quote(nc)} but 'names' lists {len(out)} classes; 'names' is used", "warning"
+        )
     return out
 
 
+def _name_items(raw: object, name: str, report: ImportReport) -> list[tuple[int, object]]:
+    """``names`` as (id, value) pairs: a list, or a mapping whose keys are integer ids."""
+    if raw is None:
+        raise abort(report, name, f"{name} has no 'names' (the list of class names)")
+    if isinstance(raw, list):
+        return list(enumerate(raw))
+    if not isinstance(raw, dict):
+        raise abort(report, name, f"{name}: 'names' must be a list or a mapping of id to name")
+    items = []
+    for k, v in raw.items():
+        key = int(k) if isinstance(k, str) and k.strip().lstrip("-").isdigit() and len(k) < 20 else k
+        if id_problem(key) is not None:
+            raise abort(
+                report,
+                name,
+                f"{name}: 'names' keys must be class ids (integers); {quote(k)} {id_problem(key)}",
+            )
+        items.append((key, v))
+    return items
+
+
 def _categories(names: dict[int, str], cfg: dict) -> list[RawCategory]:
-    """Classes from ``names``; our own exports add ``supercategories`` (name -> parent) for the tree."""
-    sc = cfg.get("supercategories")
-    sc = {str(k): str(v) for k, v in sc.items()} if isinstance(sc, dict) else {}
+    """Classes from ``names``; our own exports add ``supercategories`` (name -> parent) for the tree.
+    Only string pairs that are valid class names are used (anything else is ignored, never formatted)."""
+    raw = cfg.get("supercategories")
+    sc: dict[str, str] = {}
+    if isinstance(raw, dict):
+        for k, v in list(raw.items())[: limits.MAX_CLASSES]:
+            if (
+                isinstance(k, str)
+                and isinstance(v, str)
+                and not class_name_problem(k)
+                and not class_name_problem(v)
+            ):
+                sc[k.strip()] = v.strip()
     cats = [RawCategory(n, sc.get(n), i) for i, n in sorted(names.items())]
     listed = set(names.values())
     cats += [RawCategory(n, p, None) for n, p in sc.items() if n not in listed]
@@ -121,27 +170,33 @@ def _split_dirs(cfg: dict, yaml_path: Path, root: Path, report: ImportReport) ->
         val = cfg.get(key)
         if not isinstance(val, str) or SPLIT_ALIASES[key] in found:
             continue
-        stripped = val
-        while stripped.startswith("../"):
-            stripped = stripped[3:]
+        stripped = re.sub(r"^(?:\.\./)+", "", val)
         for cand in (base / val, yaml_path.parent / val, yaml_path.parent / stripped):
-            if cand.is_dir() and inside(root, cand):
+            if _is_dataset_dir(root, cand):
                 found[SPLIT_ALIASES[key]] = cand
                 break
         else:
             report.add(
                 rel(yaml_path, root),
-                f"'{key}: {val}' is not a folder inside the dataset; looking for the usual layouts",
+                f"'{key}: {quote(val)}' is not a folder inside the dataset; looking for the usual layouts",
                 "warning",
             )
     for key, split in SPLIT_ALIASES.items():
         if split in found or key not in YAML_KEYS:
             continue
         for cand in (root / "images" / key, root / key / "images"):
-            if cand.is_dir():
+            if _is_dataset_dir(root, cand):
                 found[split] = cand
                 break
     return sorted(found.items(), key=lambda kv: ("train", "valid", "test").index(kv[0]))
+
+
+def _is_dataset_dir(root: Path, cand: Path) -> bool:
+    """A real folder inside the dataset once links are resolved (a linked folder could point anywhere)."""
+    try:
+        return cand.is_dir() and inside(os.path.realpath(root), Path(os.path.realpath(cand)))
+    except (OSError, ValueError):
+        return False
 
 
 def label_path(img: Path, root: Path) -> Path:
@@ -161,14 +216,17 @@ def _read_image(
     img: Path, img_dir: Path, split: str, names: dict[int, str], root: Path, report: ImportReport
 ) -> RawImage:
     lbl = label_path(img, root)
-    raw = RawImage(path=img, name=rel(img, img_dir), split=split, labeled=lbl.is_file(), where=rel(img, root))
+    raw = RawImage(
+        path=img, name=rel(img, img_dir), split=split, labeled=os.path.lexists(lbl), where=rel(img, root)
+    )
     if not raw.labeled:
         return raw
     where = rel(lbl, root)
     try:
-        text = lbl.read_text(encoding="utf-8-sig")  # tolerate a BOM from Windows editors
-    except (UnicodeDecodeError, OSError) as e:
-        report.add(where, f"cannot read label file ({e}); image imported unlabeled")
+        text = read_regular_file(lbl, limits.MAX_LABEL_FILE_BYTES).decode("utf-8-sig")  # BOM: Windows editors
+    except (UnicodeDecodeError, BadImage) as e:
+        why = "it is not UTF-8 text" if isinstance(e, UnicodeDecodeError) else str(e)
+        report.add(where, f"cannot read label file ({why}); image imported unlabeled")
         raw.labeled = False
         return raw
     for n, line in enumerate(text.splitlines(), start=1):
@@ -187,10 +245,10 @@ def _parse_line(line: str, where: str, names: dict[int, str], report: ImportRepo
     try:
         vals = [float(c) for c in cols]
     except ValueError:
-        return _skip(report, where, f"not a number in '{line.strip()[:60]}'")
+        return _skip(report, where, f"not a number in {quote(line.strip(), 60)}")
     cls = vals[0]
     if not math.isfinite(cls) or cls != int(cls):
-        return _skip(report, where, f"class id '{cols[0]}' is not an integer")
+        return _skip(report, where, f"class id {quote(cols[0], 40)} is not an integer")
     if int(cls) not in names:
         return _skip(report, where, f"unknown class id {int(cls)} (names has {len(names)} classes)")
     return RawBox(names[int(cls)], vals[1], vals[2], vals[3], vals[4], where, normalized=True)
