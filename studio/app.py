@@ -6,6 +6,10 @@ and ``build(ctx) -> PageHooks``, see :mod:`studio.pages`).
 The open project is per browser tab (``gr.State``) and remembered in the browser's localStorage
 (``gr.BrowserState``), so a reload or an app restart reopens the same project. Whenever it changes,
 every page refreshes; selecting a tab refreshes that page, so counts are never stale.
+
+Files: the Label editor shows project images in place (no copy per image), so each project's
+``images/`` folder is a Gradio static path — that folder only, never the projects folder itself, whose
+``project.db``, runs and exports must not be reachable by URL (:mod:`studio.security` refuses them too).
 """
 
 from __future__ import annotations
@@ -30,10 +34,12 @@ from studio.pages import (
     train,
 )
 from studio.services.projects.catalog import list_projects
+from studio.store.db import IMAGES_DIR
 
 PAGES = [projects, data, classes, label, augment, train, review, export]
 CSS_PATH = Path(__file__).resolve().parents[1] / "assets" / "studio.css"
 BROWSER_KEY = "rfdetr-studio-project"
+_SERVED_IMAGE_FOLDERS: set[Path] = set()  # Gradio's static paths are process-wide, and so is this
 
 
 def launch_kwargs() -> dict[str, Any]:
@@ -62,6 +68,25 @@ def _initial_project(root: Path, remembered: str | None) -> str | None:
     return slugs[0] if slugs else None
 
 
+def serve_project_images(root: Path, slug: str | None) -> None:
+    """Let Gradio serve ``<root>/<slug>/images`` in place (idempotent; new projects get it when opened)."""
+    if not slug:
+        return
+    folder = (Path(root) / slug / IMAGES_DIR).resolve()
+    if folder not in _SERVED_IMAGE_FOLDERS:
+        _SERVED_IMAGE_FOLDERS.add(folder)
+        gr.set_static_paths([folder])
+
+
+def _unserve_projects_folder(root: Path) -> None:
+    """Withdraw the projects folder itself from Gradio's static paths (a page registering it would make
+    every export a static file served by URL instead of a download copied into Gradio's cache)."""
+    from gradio.data_classes import _StaticFiles
+
+    whole = Path(root).resolve()
+    _StaticFiles.all_paths[:] = [p for p in _StaticFiles.all_paths if Path(p) != whole]
+
+
 def build_app(root: Path) -> gr.Blocks:
     root = Path(root)
     with gr.Blocks(title="RF-DETR Studio", analytics_enabled=False, fill_width=True) as app:
@@ -76,10 +101,14 @@ def build_app(root: Path) -> gr.Blocks:
                 with gr.Tab(page.TITLE, id=page.TAB_ID, elem_id=page.TAB_ID) as tab:
                     hooks.append((tab, page.build(ctx)))
 
+        _unserve_projects_folder(root)
+        for info in list_projects(root):
+            serve_project_images(root, info.slug)
         for tab, hook in hooks:
             tab.select(guarded(hook.refresh), [project, *hook.select_inputs], hook.outputs)
 
         def on_project(slug: str | None):
+            serve_project_images(root, slug)  # before the pages refresh: the editor may show an image
             values: list[Any] = [_header_text(root, slug), slug]
             for _, hook in hooks:
                 try:

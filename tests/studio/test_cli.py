@@ -231,3 +231,71 @@ def test_no_demo_when_the_folder_already_has_projects(tmp_path: Path) -> None:
     assert (tmp_path / DEMO_MARKER).is_file()  # not a first start, also after deleting everything
     delete_project(tmp_path, info.slug)
     assert cli.prepare_projects(tmp_path) is None
+
+
+def test_password_prompt_instead_of_the_command_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(cli.USERNAME_ENV, raising=False)
+    monkeypatch.delenv(cli.PASSWORD_ENV, raising=False)
+    asked: list[str] = []
+
+    def prompt(text: str) -> str:
+        asked.append(text)
+        return "typed"
+
+    assert cli.resolve_auth("0.0.0.0", "ann", None, prompt) == ("ann", "typed")
+    assert asked == ["Password for ann: "]
+    assert cli.resolve_auth("0.0.0.0", "ann", "given", prompt) == ("ann", "given") and len(asked) == 1
+    with pytest.raises(cli.AuthRequired):
+        cli.resolve_auth("0.0.0.0", "ann", None, lambda _: "")  # an empty answer is no password
+    monkeypatch.setenv(cli.PASSWORD_ENV, "from-env")
+    assert cli.resolve_auth("0.0.0.0", "ann", None, prompt) == ("ann", "from-env") and len(asked) == 1
+
+
+def test_help_names_the_safe_ways_and_the_new_options() -> None:
+    text = " ".join(cli.build_parser().format_help().split())
+    assert f"${cli.PASSWORD_ENV}" in text and "process list" in text
+    assert "--allowed-host" in text and "--max-upload-size" in text
+    args = cli.build_parser().parse_args(["--allowed-host", "a.lan", "--allowed-host", "b.lan:8443"])
+    assert args.allowed_host == ["a.lan", "b.lan:8443"]
+    assert args.max_upload_size == 20 * 1024**3  # the default, in the binary units Gradio shows
+
+
+def test_parse_size() -> None:
+    import argparse
+
+    assert cli.parse_size("500mb") == 500 * 1024**2 and cli.parse_size("20 GB") == 20 * 1024**3
+    assert cli.parse_size("1024") == 1024
+    for bad in ["0", "12 parsecs", "-5mb", "", "1.5gb"]:
+        with pytest.raises(argparse.ArgumentTypeError):
+            cli.parse_size(bad)
+
+
+@pytest.mark.slow
+def test_password_flag_still_works_with_a_warning(tmp_path: Path) -> None:
+    proc, url = _start(tmp_path, "--no-demo", "--username", "ann", "--password", "s3cret")
+    try:
+        data = b"username=ann&password=s3cret"
+        with urllib.request.urlopen(urllib.request.Request(url + "login", data=data), timeout=30) as resp:
+            assert resp.status == 200
+    finally:
+        _stop(proc)
+
+
+def test_password_flag_warns_before_anything_else(tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(LAUNCH),
+            "--password",
+            "pw",
+            "--no-browser",
+            "--projects-dir",
+            str(tmp_path / "p"),
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "both a username and a password" in proc.stderr
+    assert "visible to other users in the process list" in proc.stderr and cli.PASSWORD_ENV in proc.stderr

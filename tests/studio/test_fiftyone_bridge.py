@@ -285,6 +285,40 @@ def test_launch_app_serves_and_close_frees_port(fo, review_data: ReviewData) -> 
         sock.listen()  # fails while anything else listens on the port
 
 
+@pytest.mark.slow
+def test_second_launch_reuses_or_relaunches_never_raises(fo, review_data: ReviewData) -> None:
+    """Issue 13 #15: the second "Open in FiftyOne" while FiftyOne's event client is not connected.
+
+    First the state a busy machine produces: the App server answers but FiftyOne's client gave up on it
+    for a while (FiftyOne sets ``_connected = False`` and retries 10 s later), where a dataset switch
+    raises "Client is not connected"; the App must be reused. Then the App server is killed; the next
+    launch must start a new one."""
+    first, second = f"{fo.studio_test_prefix}-twice-a", f"{fo.studio_test_prefix}-twice-b"
+    bridge.build_dataset(review_data, first)
+    bridge.build_dataset(review_data, second)
+    url = bridge.launch_app(first)
+    assert _get(url) == 200
+    session = bridge._session
+    session._client._connected = False  # what FiftyOne's client does after its pings time out
+    with pytest.raises(RuntimeError, match="Client is not connected"):
+        session.dataset = fo.load_dataset(first)  # FiftyOne itself refuses a switch
+    switched = bridge.launch_app(second)
+    assert switched == url.rsplit("/datasets/", 1)[0] + f"/datasets/{fo.load_dataset(second).slug}"
+    assert bridge._session is session and session.dataset.name == second  # reused, state updated
+    assert len(_server_children()) == 1
+
+    (service,) = _server_children()
+    doomed = [service, *service.children(recursive=True)]
+    for proc in doomed:
+        proc.kill()
+    psutil.wait_procs(doomed, timeout=30)
+    again = bridge.launch_app(first)  # the server is gone: a new App, no exception
+    assert _get(again) == 200 and bridge._session is not session
+    assert len(_server_children()) == 1
+    bridge.close_app()
+    assert bridge.app_url() is None and _server_children() == []
+
+
 def test_unknown_dataset_is_a_studio_error(fo) -> None:
     with pytest.raises(StudioError, match="build it first"):
         bridge.launch_app(f"{fo.studio_test_prefix}-missing")
@@ -299,7 +333,7 @@ def test_database_failure_is_a_readable_studio_error() -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("FIFTYONE_")}
     env["FIFTYONE_DATABASE_URI"] = f"mongodb://127.0.0.1:{closed_port}/?serverSelectionTimeoutMS=300"
     code = (
-        "from studio.services import fiftyone_bridge as b\n"
+        "from studio.services.review import fiftyone_bridge as b\n"
         "from studio.errors import StudioError\n"
         "try:\n    b.connect()\nexcept StudioError as e:\n    print('MESSAGE:', e)\n"
     )

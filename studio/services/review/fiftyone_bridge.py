@@ -269,8 +269,10 @@ def launch_app(name: str, port: int | None = None, address: str = "127.0.0.1") -
     """Show dataset ``name`` in the FiftyOne App and return its URL.
 
     The App server runs as a FiftyOne subprocess of this process. A running session is reused (its
-    dataset switched) unless a different port or address is asked for. ``remote=True`` only means
-    "do not open a browser from the server process": the Review page shows the link instead.
+    dataset switched) unless a different port or address is asked for, or its server no longer answers,
+    in which case a new App is started: a second click never fails because of the first App.
+    ``remote=True`` only means "do not open a browser from the server process": the Review page shows
+    the link instead.
     """
     global _session
     fo = connect()
@@ -281,8 +283,8 @@ def launch_app(name: str, port: int | None = None, address: str = "127.0.0.1") -
         _session is not None
         and (port is None or port == _session.server_port)
         and address == _session.server_address
+        and _switch_dataset(_session, dataset)
     ):
-        _session.dataset = dataset
         return _app_url(_session, dataset)
     close_app()
     port = port or _free_port(address)
@@ -297,6 +299,33 @@ def launch_app(name: str, port: int | None = None, address: str = "127.0.0.1") -
     _session._disable_wait_warning = True  # no "wait for the App" notice on close
     atexit.register(close_app)  # the App server is a child process: stop it when the studio exits
     return _app_url(_session, dataset)
+
+
+def _switch_dataset(session: Any, dataset: Any) -> bool:
+    """Point the running App at ``dataset``; False when its server is gone (start a new App then).
+
+    FiftyOne's session talks to its server through an event client that connects on its own time; on a
+    busy machine it gives up for a while and ``session.dataset = …`` raises "Client is not connected"
+    (or a connection error). The session's state is updated before that event is sent and is handed to
+    the server again when the client reconnects, and the URL names the dataset, so while the server
+    answers the App is still usable: reuse it.
+    """
+    if not _server_answers(session.server_address, session.server_port):
+        return False
+    try:
+        session.dataset = dataset
+    except Exception as exc:  # RuntimeError("Client is not connected"), requests.ConnectionError
+        logging.getLogger(__name__).info("FiftyOne event client not connected (%s); App reused", exc)
+        return _server_answers(session.server_address, session.server_port)
+    return True
+
+
+def _server_answers(address: str, port: int) -> bool:
+    try:
+        with socket.create_connection((address, port), timeout=5):
+            return True
+    except OSError:
+        return False
 
 
 def _app_url(session: Any, dataset: Any) -> str:
