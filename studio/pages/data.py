@@ -4,20 +4,22 @@ boxes drawn and split/class filters, and COCO / YOLO zip export."""
 from __future__ import annotations
 
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import gradio as gr
 
 from studio.pages import PageContext, PageHooks, guarded, open_project
 from studio.services.data import gallery as gal
-from studio.services.data.classes import class_choices, class_counts
 from studio.services.data.importing.report import ImportAborted
+from studio.text import html_text, md_text
 
 TITLE = "Data"
 TAB_ID = "tab-data"
 PAGE_SIZE = 24
 THUMB_SIDE = 480
-ALL = "all"
+ALL = gal.ALL
 SPLIT_CHOICES = [
     ("All splits", ALL),
     ("train", "train"),
@@ -27,41 +29,83 @@ SPLIT_CHOICES = [
 ]
 
 
-def _summary(store) -> str:
-    counts = class_counts(store)
-    page = gal.query_images(store, page_size=1)
-    n_boxes = sum(c.total_boxes for c in counts)
-    return f"**{page.total}** images · **{n_boxes}** boxes · **{len(counts)}** classes"
+@dataclass(frozen=True)
+class DataState:
+    """What the gallery shows (the tab's ``gr.State``).
+
+    Why keep it: a Gradio dropdown sends ``input`` twice per mouse pick (on select and on blur); a
+    request for exactly what is shown is skipped, and the filter events run ``always_last`` so the
+    last pick wins even when it arrives while an earlier one is still running.
+    """
+
+    slug: str | None = None
+    split: str = ALL
+    class_id: int | str = ALL
+    page: int = 0
 
 
-def _gallery(root: Path, slug: str | None, split: str, class_id: int | str | None, page: int):
-    """Values for (gallery, page info, page state, summary, class filter)."""
-    if not slug:
-        return [], "No project open.", 0, "", gr.Dropdown(choices=[("All classes", ALL)], value=ALL)
-    with open_project(root, slug) as store:
-        choices = [("All classes", ALL), *class_choices(store)]
-        valid = {v for _, v in choices}
-        class_id = class_id if class_id in valid else ALL
-        result = gal.query_images(
-            store,
-            split=None if split in (None, ALL) else split,
-            category_id=None if class_id == ALL else int(class_id),
-            page=page,
-            page_size=PAGE_SIZE,
-        )
-        items = [(gal.render_image(store, it.id, max_side=THUMB_SIDE), it.caption) for it in result.items]
-        summary = _summary(store)
-    return items, result.summary(), result.page, summary, gr.Dropdown(choices=choices, value=class_id)
+@dataclass
+class DataUI:
+    """The page's components, by name."""
+
+    summary: gr.Markdown
+    export_coco: gr.Button
+    export_yolo: gr.Button
+    export_file: gr.File
+    path_box: gr.Textbox
+    upload: gr.File
+    import_btn: gr.Button
+    report: gr.Markdown
+    split_dd: gr.Dropdown
+    class_dd: gr.Dropdown
+    prev_btn: gr.Button
+    next_btn: gr.Button
+    page_info: gr.Markdown
+    gallery: gr.Gallery
+    state: gr.State
+
+    def view_outputs(self) -> list[Any]:
+        """What showing a gallery page updates."""
+        return [self.gallery, self.page_info, self.state, self.summary, self.class_dd]
+
+    def refresh_outputs(self) -> list[Any]:
+        """What a refresh updates: the view, and for another project the filters and the import panel."""
+        return [*self.view_outputs(), self.split_dd, self.report, self.upload, self.export_file]
 
 
-def build(ctx: PageContext) -> PageHooks:
-    root = ctx.root
-    page_state = gr.State(0)
+def _view(root: Path, ui: DataUI, want: DataState) -> dict[Any, Any]:
+    """Values for :meth:`DataUI.view_outputs` showing ``want`` (the page clamped, the class checked)."""
+    if not want.slug:
+        no_class = gr.Dropdown(choices=[("All classes", ALL)], value=ALL)
+        return {
+            ui.gallery: [],
+            ui.page_info: "No project open.",
+            ui.state: DataState(),
+            ui.summary: "",
+            ui.class_dd: no_class,
+        }
+    with open_project(root, want.slug) as store:
+        view = gal.gallery_view(store, want.split, want.class_id, want.page, PAGE_SIZE, THUMB_SIDE)
+        summary = gal.summary_markdown(store)
+    return {
+        ui.gallery: view.items,
+        ui.page_info: view.page_info,
+        ui.state: replace(want, class_id=view.class_value, page=view.page),
+        ui.summary: summary,
+        ui.class_dd: gr.Dropdown(choices=view.class_choices, value=view.class_value),
+    }
+
+
+def _toolbar() -> tuple[gr.Markdown, gr.Button, gr.Button, gr.File]:
     with gr.Row(elem_classes="toolbar"):
         summary = gr.Markdown(elem_id="data-summary")
         coco_btn = gr.Button("Export COCO zip", elem_id="data-export-coco", scale=0, min_width=200)
         yolo_btn = gr.Button("Export YOLO zip", elem_id="data-export-yolo", scale=0, min_width=200)
     export_file = gr.File(label="Download", interactive=False, visible=False, elem_id="data-export-file")
+    return summary, coco_btn, yolo_btn, export_file
+
+
+def _import_panel() -> tuple[gr.Textbox, gr.File, gr.Button, gr.Markdown]:
     with gr.Row(elem_id="data-import-panel", elem_classes="toolbar"):
         path_box = gr.Textbox(
             label="Import a dataset: folder or .zip on this machine",
@@ -78,6 +122,10 @@ def build(ctx: PageContext) -> PageHooks:
         )
         import_btn = gr.Button("Import", variant="primary", elem_id="data-import-btn", scale=0, min_width=140)
     report = gr.Markdown(elem_id="data-import-report")
+    return path_box, upload, import_btn, report
+
+
+def _gallery_panel() -> tuple[gr.Dropdown, gr.Dropdown, gr.Button, gr.Button, gr.Markdown, gr.Gallery]:
     gr.Markdown("### Images")
     with gr.Row(elem_classes="toolbar"):
         split_dd = gr.Dropdown(SPLIT_CHOICES, value=ALL, label="Split", elem_id="data-filter-split", scale=2)
@@ -97,30 +145,46 @@ def build(ctx: PageContext) -> PageHooks:
         elem_id="data-gallery",
         interactive=False,
     )
-    view_outputs = [gallery, page_info, page_state, summary, class_dd]
+    return split_dd, class_dd, prev_btn, next_btn, page_info, gallery
 
-    def refresh(slug: str | None):
-        return _gallery(root, slug, ALL, ALL, 0)
+
+def _run_import(root: Path, slug: str | None, path_text: str, zip_path: str | None, progress) -> str:
+    """Import the upload (or the typed path) and return the report, whose Source is the name the user
+    knows: the uploaded file's own name, not the server's temporary path."""
+    from studio.services.data.importing.importer import import_dataset
+
+    source = zip_path or (path_text or "").strip()
+    if not source:
+        raise gr.Error("Type a folder or .zip path, or upload a .zip file.")
+    shown = Path(zip_path).name if zip_path else source
+    with open_project(root, slug) as store:
+        try:
+            result = import_dataset(store, Path(source), progress=lambda f, m: progress(f, desc=m))
+        except ImportAborted as exc:
+            gr.Warning(f"Import aborted, nothing was changed: {html_text(exc)}")
+            if exc.report is None:
+                return f"**Import aborted:** {md_text(exc)}"
+            exc.report.source = shown
+            return exc.report.to_markdown()
+    result.source = shown
+    gr.Info(result.summary())
+    return result.to_markdown()
+
+
+def _wire(ctx: PageContext, ui: DataUI) -> None:
+    root = ctx.root
 
     @guarded
-    def show(slug, split, class_id, page):
-        return _gallery(root, slug, split, class_id, page)
+    def show(slug, split, class_id, state: DataState, delta: int | None = None):
+        """A filter pick (``delta`` None: first page, skipped when it is what is shown) or paging."""
+        want = DataState(slug, split, class_id, 0 if delta is None else state.page + delta)
+        if delta is None and want == state:
+            return {c: gr.skip() for c in ui.view_outputs()}
+        return _view(root, ui, want)
 
     @guarded
     def run_import(slug, path_text, zip_path, progress=gr.Progress()):
-        from studio.services.data.importing.importer import import_dataset
-
-        source = zip_path or (path_text or "").strip()
-        if not source:
-            raise gr.Error("Type a folder or .zip path, or upload a .zip file.")
-        with open_project(root, slug) as store:
-            try:
-                result = import_dataset(store, Path(source), progress=lambda f, m: progress(f, desc=m))
-            except ImportAborted as exc:
-                gr.Warning(f"Import aborted, nothing was changed: {exc}")
-                return exc.report.to_markdown() if exc.report else f"**Import aborted:** {exc}"
-        gr.Info(result.summary())
-        return result.to_markdown()
+        return _run_import(root, slug, path_text, zip_path, progress)
 
     @guarded
     def export(slug, fmt):
@@ -130,14 +194,37 @@ def build(ctx: PageContext) -> PageHooks:
             out = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{slug}-{fmt}.zip"
             return gr.File(value=str(export_zip(store, fmt, out)), visible=True)
 
-    filters = [ctx.project, split_dd, class_dd]
-    import_btn.click(run_import, [ctx.project, path_box, upload], [report]).then(
-        show, [*filters, gr.State(0)], view_outputs
+    filters, views = [ctx.project, ui.split_dd, ui.class_dd, ui.state], ui.view_outputs()
+    reload = guarded(lambda slug, split, class_id: _view(root, ui, DataState(slug, split, class_id, 0)))
+    ui.import_btn.click(run_import, [ctx.project, ui.path_box, ui.upload], [ui.report]).then(
+        reload, filters[:3], views
     ).then(ctx.header_text, [ctx.project], [ctx.header])
-    split_dd.input(show, [*filters, gr.State(0)], view_outputs)
-    class_dd.input(show, [*filters, gr.State(0)], view_outputs)
-    prev_btn.click(lambda *a: show(*a[:-1], a[-1] - 1), [*filters, page_state], view_outputs)
-    next_btn.click(lambda *a: show(*a[:-1], a[-1] + 1), [*filters, page_state], view_outputs)
-    coco_btn.click(lambda s: export(s, "coco"), [ctx.project], [export_file])
-    yolo_btn.click(lambda s: export(s, "yolo"), [ctx.project], [export_file])
-    return PageHooks(refresh=refresh, outputs=view_outputs)
+    ui.split_dd.input(show, filters, views, trigger_mode="always_last")
+    ui.class_dd.input(show, filters, views, trigger_mode="always_last")
+    ui.prev_btn.click(lambda *a: show(*a, -1), filters, views)
+    ui.next_btn.click(lambda *a: show(*a, 1), filters, views)
+    ui.export_coco.click(lambda s: export(s, "coco"), [ctx.project], [ui.export_file])
+    ui.export_yolo.click(lambda s: export(s, "yolo"), [ctx.project], [ui.export_file])
+
+
+def build(ctx: PageContext) -> PageHooks:
+    state = gr.State(DataState())
+    toolbar = _toolbar()
+    ui = DataUI(*toolbar, *_import_panel(), *_gallery_panel(), state)
+    _wire(ctx, ui)
+
+    def refresh(slug: str | None, shown: DataState | None = None):
+        """Tab select keeps the filters of the same project; another project starts afresh, with the
+        filters reset and the previous project's import report, upload and export cleared."""
+        same = shown is not None and shown.slug == slug
+        values = _view(ctx.root, ui, shown if same else DataState(slug))
+        if not same:
+            values |= {
+                ui.split_dd: ALL,
+                ui.report: "",
+                ui.upload: None,
+                ui.export_file: gr.File(value=None, visible=False),
+            }
+        return [values.get(c, gr.skip()) for c in ui.refresh_outputs()]
+
+    return PageHooks(refresh=refresh, outputs=ui.refresh_outputs(), select_inputs=[state])

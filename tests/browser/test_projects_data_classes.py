@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Page, expect
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from studio.services.projects.synthetic import LEAF_CLASSES, make_synthetic_coco
 
@@ -65,7 +66,12 @@ def test_create_project_import_coco_zip_and_see_classes(page: Page, tmp_path: Pa
     expect(page.locator("#data-import-zip")).to_contain_text("widgets.zip")
     page.locator("#data-import-btn").click()
     expect(page.locator("#data-import-report")).to_contain_text("Import finished", timeout=60_000)
-    expect(page.locator("#data-summary")).to_contain_text(f"8 images · {n_boxes} boxes · 8 classes")
+    expect(page.locator("#data-summary")).to_contain_text(
+        f"8 images · {n_boxes} boxes · 5 classes (+3 groups)"
+    )
+    report = page.locator("#data-import-report")
+    expect(report).to_contain_text("Source: widgets.zip")  # the upload's own name, not the server's temp path
+    expect(report).not_to_contain_text("/tmp/")
     expect(page.locator("#current-project")).to_contain_text("RF-DETR Studio · Widgets")
     expect(page.locator("#data-gallery img")).to_have_count(8)
 
@@ -95,8 +101,8 @@ def test_create_project_import_coco_zip_and_see_classes(page: Page, tmp_path: Pa
 
     _tab(page, "Projects")
     row = page.locator("#projects-table").get_by_role("row", name=re.compile("widgets"))
-    expect(row).to_have_text(re.compile(rf"Widgets\s*widgets\s*8\s*{n_boxes}\s*8"))
-    expect(page.locator("#current-project")).to_contain_text(f"8 images · {n_boxes} boxes · 8 classes")
+    expect(row).to_have_text(re.compile(rf"Widgets\s*widgets\s*8\s*{n_boxes}\s*5 classes \(\+3 groups\)"))
+    expect(page.locator("#current-project")).to_contain_text(f"8 images · {n_boxes} boxes")
 
 
 def test_rename_and_delete_with_confirmation(page: Page) -> None:
@@ -163,3 +169,116 @@ def test_edit_classes(page: Page) -> None:
     page.locator("#classes-delete-confirm").click()
     expect(page.locator("#classes-tree")).not_to_contain_text("vehicle")
     expect(page.locator("#classes-trained")).to_contain_text(re.compile(r"1 class\(es\).*automobile"))
+
+
+def _open_project(page: Page, slug: str) -> None:
+    """Projects tab: pick ``slug`` and open it (the app switches to Data). A new browser opens the newest
+    project, so tests that need the demo open it."""
+    expect(page.locator("#current-project")).not_to_contain_text("No project open")
+    _tab(page, "Projects")
+    _choose(page, "projects-select", f"({slug})")
+    page.locator("#projects-open").click()
+    expect(page.locator("#data-import-btn")).to_be_visible()
+
+
+def test_header_counts_trained_classes_and_groups_apart(page: Page) -> None:
+    # the demo has 5 trained classes under 3 groups: "8 classes" counted the groups as classes
+    _open_project(page, "demo-shapes")
+    expect(page.locator("#current-project")).to_contain_text("5 classes (+3 groups)")
+    _tab(page, "Data")
+    expect(page.locator("#data-summary")).to_contain_text("5 classes (+3 groups)")
+
+
+def test_two_quick_split_picks_end_on_the_last(page: Page) -> None:
+    """A dropdown pick sends ``input`` twice (select, blur); with the default trigger mode a second pick
+    made while the first request runs was dropped, leaving "test" shown over the train gallery."""
+    _open_project(page, "demo-shapes")
+    info = page.locator("#data-page-info")
+    expect(info).to_contain_text("of 60")
+    _choose(page, "data-filter-split", "train")  # 40 images: 24 thumbnails to draw, the slow request
+    _choose(page, "data-filter-split", "test")  # picked while the train page is still being drawn
+    expect(info).to_contain_text("images 1–8 of 8")
+    expect(page.locator("#data-gallery img")).to_have_count(8)
+    expect(page.locator("#data-filter-split input")).to_have_value("test")
+    _choose(page, "data-filter-split", "valid")
+    _choose(page, "data-filter-split", "All splits")
+    expect(info).to_contain_text("images 1–24 of 60")
+    _tab(page, "Classes")
+    _tab(page, "Data")  # coming back to the tab keeps the filters and what they show
+    expect(info).to_contain_text("images 1–24 of 60")
+    expect(page.locator("#data-filter-split input")).to_have_value("All splits")
+
+
+def test_opening_another_project_clears_the_import_panel(page: Page, tmp_path: Path) -> None:
+    zpath, _ = _coco_zip(tmp_path)
+    _fill(page, "projects-new-name", "Switch A")
+    page.locator("#projects-create").click()
+    expect(page.locator("#current-project")).to_contain_text("Switch A")
+    page.locator("#data-import-zip input[type=file]").set_input_files(str(zpath))
+    uploaded = re.compile(r"widgets\s*\.zip")  # the upload shows the stem and the extension apart
+    expect(page.locator("#data-import-zip")).to_contain_text(uploaded)
+    page.locator("#data-import-btn").click()
+    expect(page.locator("#data-import-report")).to_contain_text("Import finished", timeout=60_000)
+    _choose(page, "data-filter-split", "valid")
+    expect(page.locator("#data-page-info")).to_contain_text("of 2")
+
+    _open_project(page, "demo-shapes")
+    expect(page.locator("#data-page-info")).to_contain_text("images 1–24 of 60")
+    expect(page.locator("#data-import-report")).not_to_contain_text("Import finished")
+    expect(page.locator("#data-import-zip")).not_to_contain_text(uploaded)
+    expect(page.locator("#data-filter-split input")).to_have_value("All splits")
+
+
+CHART_JS = """() => {
+    const plot = document.querySelector('#classes-chart .js-plotly-plot');
+    if (!plot) return {traces: 0, bars: 0, svg_width: 0, box_width: 0};
+    const svg = plot.querySelector('svg.main-svg');
+    return {traces: plot.querySelectorAll('.trace').length, bars: plot.querySelectorAll('.point').length,
+            svg_width: Number(svg && svg.getAttribute('width')),
+            box_width: Math.round(plot.getBoundingClientRect().width)};
+}"""
+
+
+def _chart_state(page: Page) -> dict:
+    """The plotly DOM of the Classes chart: traces and bars drawn, and the drawn width vs. the box."""
+    return page.evaluate(CHART_JS)
+
+
+def test_class_chart_is_drawn_at_full_size_after_a_project_switch(page: Page) -> None:
+    """Refreshed while its tab was hidden, the chart was drawn at plotly's fallback size (or blank) and
+    never redrawn when the tab was shown again."""
+    _open_project(page, "demo-shapes")
+    _tab(page, "Classes")
+    expect(page.locator("#classes-chart .js-plotly-plot .trace").first).to_be_attached()
+    _tab(page, "Projects")
+    _fill(page, "projects-new-name", "Chart B")
+    page.locator("#projects-create").click()
+    expect(page.locator("#current-project")).to_contain_text("Chart B")
+    _open_project(page, "demo-shapes")
+    expect(page.locator("#current-project")).to_contain_text("Demo shapes")
+    _tab(page, "Classes")
+    try:  # the drawn width catches up with the box once the chart is redrawn visible
+        page.wait_for_function(
+            f"() => {{ const s = ({CHART_JS})(); return s.traces > 0 && Math.abs(s.svg_width - s.box_width) <= 2; }}",
+            timeout=15_000,
+        )
+    except PlaywrightTimeoutError:
+        pass  # the assertions below say what was drawn
+    state = _chart_state(page)
+    assert state["traces"] == 6 and state["bars"] == 30, state  # 3 splits x (boxes, images); 5 classes
+    assert abs(state["svg_width"] - state["box_width"]) <= 2, state
+    expect(page.locator("#classes-warnings")).to_contain_text("Warning: 'star' is rare")
+
+
+def test_project_name_says_which_folder_it_becomes(page: Page) -> None:
+    name_box = page.locator("#projects-new-name")
+    expect(name_box).to_contain_text("ASCII letters, digits and dashes")
+    _fill(page, "projects-new-name", "../../etc")
+    expect(name_box).to_contain_text("The project's folder will be 'etc'.")
+    page.locator("#projects-create").click()
+    expect(page.locator("body")).to_contain_text("in the folder 'etc'")
+    expect(page.locator("#current-project")).to_contain_text("../../etc")
+    _tab(page, "Projects")
+    expect(page.locator("#projects-table")).to_contain_text("etc")
+    _fill(page, "projects-new-name", "ETC")
+    expect(name_box).to_contain_text("The folder 'etc' is already taken")

@@ -157,3 +157,27 @@ def test_chart_and_table(store: ProjectStore) -> None:
     assert {t.name for t in fig.data} == {"train", "valid", "test", "unassigned"}
     headers, rows = svc.counts_table(counts)
     assert headers[0] == "Class" and rows[2][:3] == ["car", "vehicle", "yes"]
+
+
+def test_overview_escapes_file_derived_names_and_says_warnings_in_words(tmp_path: Path) -> None:
+    with ProjectStore.create(tmp_path / "x", "X") as st:
+        assert svc.warnings_markdown(svc.class_warnings(st)).startswith("- **Warning:** The project has no")
+        svc.add_class(st, "<img src=x onerror=alert(1)>")
+        svc.add_class(st, "*bold*_x_")
+        view = svc.class_overview(st)
+    for text in (view.trained_md, view.warnings_md, view.tree_html):
+        assert "<img" not in text  # markup of a class name never reaches the page as markup
+    assert "&lt;img src=x onerror=alert\\(1\\)&gt;" in view.trained_md
+    assert "\\*bold\\*\\_x\\_" in view.trained_md and "\\*bold\\*\\_x\\_" in view.warnings_md
+    assert view.warnings_md.count("- **Warning:**") == 2  # both classes are empty
+    assert not any(ord(ch) > 0x2600 for ch in view.warnings_md + svc.warnings_markdown([]))  # no emoji
+    assert svc.warnings_markdown([]) == "No class warnings."
+    assert [name for name, _ in view.choices] == ["<img src=x onerror=alert(1)>", "*bold*_x_"]
+
+
+def test_overview_matches_the_separate_queries(store: ProjectStore) -> None:
+    view = svc.class_overview(store)
+    assert view.trained_md.startswith("**The model will train on 4 class(es):**")
+    assert (view.table_headers, view.table_rows) == svc.counts_table(svc.class_counts(store))
+    assert view.choices == svc.class_choices(store)
+    assert view.tree_html == svc.tree_html(svc.class_tree(store))

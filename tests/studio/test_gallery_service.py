@@ -98,3 +98,18 @@ def test_render_without_boxes_and_missing_image(store: ProjectStore) -> None:
     assert np.all(frame == frame[0, 0])
     with pytest.raises(StudioError, match="does not exist"):
         gal.render_image(store, 10_000)
+
+
+def test_gallery_view_checks_the_class_and_clamps_the_page(store: ProjectStore) -> None:
+    dog = _cat_id(store, "dog")
+    view = gal.gallery_view(store, "train", dog, page=5, page_size=1, thumb_side=50)
+    assert (view.page, view.page_info) == (1, "Page 2 of 2 · images 2–2 of 2")
+    assert len(view.items) == 1 and view.items[0][1] == "2.png · train · 1 box(es)"
+    assert max(view.items[0][0].shape[:2]) == 50
+    assert view.class_value == dog and view.class_choices[0] == ("All classes", gal.ALL)
+    gone = gal.gallery_view(store, gal.ALL, 999)  # a class deleted meanwhile: back to all classes
+    assert gone.class_value == gal.ALL and gone.page_info.endswith("of 8")
+
+
+def test_summary_counts_groups_apart(store: ProjectStore) -> None:
+    assert gal.summary_markdown(store) == "**8** images · **3** boxes · **2 classes (+1 group)**"

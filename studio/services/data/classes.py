@@ -9,7 +9,6 @@ Only ground-truth boxes (``source='gt'``) are counted; model proposals awaiting 
 
 from __future__ import annotations
 
-import html
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +18,7 @@ from sqlalchemy import delete, func, select, update
 from studio.errors import StudioError
 from studio.store.db import ProjectStore
 from studio.store.models import SPLITS, Annotation, Category, Image
+from studio.text import html_text, md_text
 
 if TYPE_CHECKING:  # plotly is imported lazily (cold start of the app)
     import plotly.graph_objects as go
@@ -333,8 +333,8 @@ def tree_html(roots: list[ClassNode]) -> str:
         return "<p><em>No classes yet.</em></p>"
 
     def item(node: ClassNode) -> str:
-        name = html.escape(node.name)
-        dot = f'<span class="class-dot" style="background:{html.escape(node.color)}"></span>'
+        name = html_text(node.name)
+        dot = f'<span class="class-dot" style="background:{html_text(node.color)}"></span>'
         label = f"{dot}<strong>{name}</strong>" if node.trained else f"{name} <em>(group — not trained)</em>"
         kids = f"<ul>{''.join(item(c) for c in node.children)}</ul>" if node.children else ""
         return f'<li data-class-id="{node.id}">{label} · {node.n_boxes} box(es){kids}</li>'
@@ -394,3 +394,47 @@ def class_chart(counts: list[ClassCount]) -> go.Figure:
     )
     fig.update_yaxes(rangemode="tozero")
     return fig
+
+
+@dataclass
+class ClassOverview:
+    """Everything the Classes page shows, computed in one place (one store visit per refresh)."""
+
+    trained_md: str
+    warnings_md: str
+    tree_html: str
+    table_headers: list[str]
+    table_rows: list[list[object]]
+    choices: list[tuple[str, int]]
+    counts: list[ClassCount]
+
+
+def trained_markdown(trained: list[Category]) -> str:
+    """ "The model will train on N class(es): a, b" with the names escaped (they come from files)."""
+    if not trained:
+        return "**No classes to train on yet.**"
+    return f"**The model will train on {len(trained)} class(es):** " + ", ".join(
+        md_text(c.name) for c in trained
+    )
+
+
+def warnings_markdown(warnings: list[ClassWarning]) -> str:
+    """One bullet per warning, said in words (an emoji icon rendered as a tofu box without an emoji font)."""
+    if not warnings:
+        return "No class warnings."
+    return "\n".join(f"- **Warning:** {md_text(w.message)}" for w in warnings)
+
+
+def class_overview(store: ProjectStore) -> ClassOverview:
+    """The trained list, warnings, tree, counts table and picker choices of a project."""
+    counts = class_counts(store)
+    headers, rows = counts_table(counts)
+    return ClassOverview(
+        trained_md=trained_markdown(trainable_classes(store)),
+        warnings_md=warnings_markdown(class_warnings(store)),
+        tree_html=tree_html(class_tree(store)),
+        table_headers=headers,
+        table_rows=rows,
+        choices=class_choices(store),
+        counts=counts,
+    )

@@ -17,6 +17,8 @@ from PIL import Image as PILImage
 from sqlalchemy import Select, func, select
 
 from studio.errors import StudioError
+from studio.services.data.classes import class_choices
+from studio.services.projects.catalog import project_info
 from studio.store.db import ProjectStore
 from studio.store.models import SPLITS, Annotation, Category, Image
 
@@ -156,3 +158,47 @@ def render_image(store: ProjectStore, image_id: int, max_side: int | None = None
     labeler = sv.LabelAnnotator(color=palette, text_scale=0.4, text_padding=3, text_color=sv.Color.WHITE)
     bgr = labeler.annotate(bgr, detections, labels=[a.name for a in anns])
     return np.ascontiguousarray(bgr[..., ::-1])
+
+
+#: Filter value meaning "no filter" (the split and class pickers of the Data page).
+ALL = "all"
+
+
+@dataclass
+class GalleryView:
+    """One screenful of the Data page: thumbnails with captions, the paging line and the class filter
+    (``class_value`` falls back to :data:`ALL` when the class picked no longer exists)."""
+
+    items: list[tuple[np.ndarray, str]]
+    page_info: str
+    page: int
+    class_choices: list[tuple[str, int | str]]
+    class_value: int | str
+
+
+def gallery_view(
+    store: ProjectStore,
+    split: str | None = ALL,
+    class_id: int | str | None = ALL,
+    page: int = 0,
+    page_size: int = 24,
+    thumb_side: int = 480,
+) -> GalleryView:
+    """The gallery for a split (or :data:`ALL`) and a class id (or :data:`ALL`), one page of it."""
+    choices: list[tuple[str, int | str]] = [("All classes", ALL), *class_choices(store)]
+    class_value = class_id if class_id in {v for _, v in choices} else ALL
+    result = query_images(
+        store,
+        split=None if split in (None, ALL) else split,
+        category_id=None if class_value == ALL else int(class_value),
+        page=page,
+        page_size=page_size,
+    )
+    items = [(render_image(store, it.id, max_side=thumb_side), it.caption) for it in result.items]
+    return GalleryView(items, result.summary(), result.page, choices, class_value)
+
+
+def summary_markdown(store: ProjectStore) -> str:
+    """ "**8** images · **21** boxes · **5 classes (+3 groups)**": the same counts as the app header."""
+    info = project_info(store)
+    return f"**{info.n_images}** images · **{info.n_boxes}** boxes · **{info.classes_text}**"
