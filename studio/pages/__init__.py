@@ -25,6 +25,7 @@ import gradio as gr
 
 from studio.errors import StudioError
 from studio.store.db import ProjectStore, StoreError
+from studio.text import html_text
 
 log = logging.getLogger("studio.pages")
 USER_ERRORS = (StudioError, StoreError, ValueError, FileNotFoundError)
@@ -65,11 +66,14 @@ def guarded(fn: Callable) -> Callable:
         except gr.Error:
             raise
         except USER_ERRORS as exc:
-            raise gr.Error(str(exc) or exc.__class__.__name__, print_exception=False) from None
+            # Gradio renders toast messages as HTML; ours quote file- and user-derived text.
+            raise gr.Error(html_text(str(exc) or exc.__class__.__name__), print_exception=False) from None
         except Exception as exc:
             log.error("Unexpected error in %s:\n%s", fn.__name__, traceback.format_exc())
             raise gr.Error(
-                f"Something went wrong ({exc.__class__.__name__}: {exc}). Details are in the terminal.",
+                html_text(
+                    f"Something went wrong ({exc.__class__.__name__}: {exc}). Details are in the terminal."
+                ),
                 title="Unexpected error",
                 print_exception=False,
             ) from None

@@ -28,6 +28,18 @@ def test_user_errors_become_plain_messages() -> None:
         assert err.value.__cause__ is None and err.value.__suppress_context__
 
 
+def test_user_error_messages_are_escaped_for_the_toast() -> None:
+    """A class or file name quoted in an error must show as text, not run as HTML in the toast."""
+
+    @guarded
+    def fails() -> None:
+        raise StudioError("A class named '<img src=x onerror=alert(1)>' already exists.")
+
+    with pytest.raises(gr.Error) as err:
+        fails()
+    assert "<img" not in err.value.message and "&lt;img src=x" in err.value.message
+
+
 def test_unexpected_errors_are_summarised_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     @guarded
     def crashes() -> None:
