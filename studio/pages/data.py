@@ -10,6 +10,7 @@ from typing import Any
 
 import gradio as gr
 
+from studio.housekeeping import export_temp_dir
 from studio.pages import PageContext, PageHooks, guarded, open_project
 from studio.services.data import gallery as gal
 from studio.services.data.importing.report import ImportAborted
@@ -191,7 +192,7 @@ def _wire(ctx: PageContext, ui: DataUI) -> None:
         from studio.services.data.dataset_export import export_zip
 
         with open_project(root, slug) as store:
-            out = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"{slug}-{fmt}.zip"
+            out = Path(tempfile.mkdtemp(prefix="studio-export-", dir=export_temp_dir())) / f"{slug}-{fmt}.zip"
             return gr.File(value=str(export_zip(store, fmt, out)), visible=True)
 
     filters, views = [ctx.project, ui.split_dd, ui.class_dd, ui.state], ui.view_outputs()
