@@ -1,6 +1,7 @@
 """Label page server-side latency: saving an image with 50 boxes, and moving to the next image.
 
     .venv/bin/python bench/label_ops.py --ops 100
+    .venv/bin/python bench/label_ops.py --scale 1000 2000 4000   # one image, every box nudged
 
 Everything the server does per user action is timed, in the same order the page runs it:
 - **save**: the editor component's ``preprocess`` of the browser payload (50 boxes; it re-reads the
@@ -13,6 +14,10 @@ Everything the server does per user action is timed, in the same order the page 
 Alternatives side by side: a naive save that deletes and re-inserts every box (what an editor without
 a diff does), and moving on by rendering the boxes server-side with supervision into a JPEG (how the
 Data page draws its gallery). Project: 101 JPEG images of 640x480, 50 boxes each, real SQLite (WAL).
+
+``--scale N …`` (issue 13): one 1920x1080 image with N boxes, every box nudged by 3 px (the worst case
+for matching: no box is unchanged), saved the way the page saves it; also how long the write lock is
+held (the write transaction alone), since that is what blocks other writers.
 """
 
 from __future__ import annotations
@@ -136,10 +141,99 @@ def timed(fn, n: int) -> list[float]:
     return out
 
 
+def scale_project(root: Path, n_boxes: int) -> tuple[ProjectStore, int]:
+    """One 1920x1080 image with ``n_boxes`` random boxes of 10-80 px in 5 classes."""
+    store = ProjectStore.create(root / f"scale{n_boxes}", "Label scale bench")
+    rng = np.random.default_rng(n_boxes)
+    width, height = 1920, 1080
+    path = root / f"scale{n_boxes}.jpg"
+    PILImage.fromarray(rng.integers(0, 255, (height, width, 3), dtype=np.uint8)).save(path, quality=85)
+    with store.session() as s:
+        cats = [Category(name=f"class{i}", color="#336699") for i in range(5)]
+        s.add_all(cats)
+        s.flush()
+        image = store.add_image_file(path, s, status="labeled")
+        xy = rng.uniform(0, [width - 80, height - 80], (n_boxes, 2))
+        wh = rng.uniform(10, 80, (n_boxes, 2))
+        s.add_all(
+            Annotation(image_id=image.id, category_id=cats[i % 5].id, x=x, y=y, w=w, h=h)
+            for i, ((x, y), (w, h)) in enumerate(zip(xy.tolist(), wh.tolist(), strict=True))
+        )
+        image_id = image.id
+    return store, image_id
+
+
+def scale_save(n_boxes: int, repeats: int) -> tuple[float, float, float]:
+    """Median seconds of (whole page save, ``save_image`` alone, write transaction alone)."""
+    whole, service, locked = [], [], []
+    with tempfile.TemporaryDirectory(prefix="label-scale-") as tmp:
+        store, image_id = scale_project(Path(tmp), n_boxes)
+        editor = image_annotator(None, label_list=[ed.NEW_BOX_LABEL], sources=[], image_type="filepath")
+        classes = ed.label_classes(store)
+        original = store.session
+
+        def timed_session(readonly: bool = False):
+            cm = original(readonly)
+            if readonly:
+                return cm
+            return _TimedSession(cm, locked)
+
+        store.session = timed_session  # type: ignore[method-assign]
+        for _ in range(repeats):
+            state = lab.load_image(store, image_id)
+            value = ed.editor_value(state, classes)
+            for b in value["boxes"]:
+                b["xmin"], b["xmax"] = b["xmin"] + 3, b["xmax"] + 3
+            t0 = time.perf_counter()
+            got = editor.preprocess(
+                AnnotatedImageData(
+                    image=FileData(path=value["image"], orig_name="i.jpg"), boxes=value["boxes"]
+                )
+            )
+            parsed = ed.from_editor(got["boxes"], state, classes, None)
+            t1 = time.perf_counter()
+            res = lab.save_image(store, image_id, parsed.boxes, state.version)
+            t2 = time.perf_counter()
+            editor.postprocess(ed.editor_value(res.state, classes))
+            whole.append(time.perf_counter() - t0)
+            service.append(t2 - t1)
+            assert res.summary.startswith(f"Saved: 0 added, {n_boxes} changed, 0 deleted"), res.summary
+        store.session = original  # type: ignore[method-assign]
+        store.close()
+    return statistics.median(whole), statistics.median(service), statistics.median(locked)
+
+
+class _TimedSession:
+    """A write ``store.session()`` context that records how long it was open (= the write lock)."""
+
+    def __init__(self, cm, out: list[float]) -> None:
+        self.cm, self.out = cm, out
+
+    def __enter__(self):
+        self.t0 = time.perf_counter()
+        return self.cm.__enter__()
+
+    def __exit__(self, *exc):
+        try:
+            return self.cm.__exit__(*exc)
+        finally:
+            self.out.append(time.perf_counter() - self.t0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=100)
+    ap.add_argument("--scale", type=int, nargs="*", help="box counts for the one-image save at scale")
+    ap.add_argument("--repeats", type=int, default=5, help="saves per box count (--scale)")
     args = ap.parse_args()
+    if args.scale:
+        print(f"one 1920x1080 image, every box nudged 3 px, median of {args.repeats} saves (target ≤ 1 s)")
+        print("| boxes | page save (s) | save_image (s) | write lock held (s) |")
+        print("|---|---|---|---|")
+        for n in args.scale:
+            whole, service, locked = scale_save(n, args.repeats)
+            print(f"| {n} | {whole:.3f} | {service:.3f} | {locked:.3f} |")
+        return
     with tempfile.TemporaryDirectory(prefix="label-bench-") as tmp:
         store, ids = make_project(Path(tmp), args.ops + 1)
         editor = image_annotator(None, label_list=[ed.NEW_BOX_LABEL], sources=[], image_type="filepath")

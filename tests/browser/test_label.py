@@ -168,3 +168,67 @@ def test_leaving_the_tab_saves_the_drawn_box(page: Page, studio_server) -> None:
     _settle(page)
     expect(page.locator("#label-image-info")).to_contain_text(name)
     expect(page.locator("#label-image-info")).to_contain_text(f"{n_before + 1} box(es)")
+
+
+def _no_error_badges(page: Page) -> None:
+    """No component of the Label tab shows Gradio's red "Error" status."""
+    expect(page.locator("#tab-label span.error:visible")).to_have_count(0)
+    expect(page.locator("#tab-label").get_by_text("Error", exact=True)).to_have_count(0)
+
+
+def test_undo_right_after_a_reload_only_says_so(page: Page, studio_server) -> None:
+    """Issue 19 #1: a fresh tab has no undo history; Undo must not break the editor."""
+    _open_label_tab(page)
+    page.reload()
+    page.wait_for_selector("#studio-tabs")
+    _open_label_tab(page)
+    _go_to(page, 6)
+    name = _image_name(page)
+    info = page.locator("#label-image-info")
+    n_before = len(_boxes_in_store(studio_server.projects_dir, name))
+    page.locator("#label-undo").click()
+    expect(page.locator("#label-message")).to_have_text("Nothing to undo on this image.")
+    _no_error_badges(page)
+    expect(info).to_contain_text(name)
+    expect(page.locator("#label-editor canvas")).to_be_visible()
+    # the editor still takes edits, and Undo then undoes that save
+    _draw_box(page)
+    page.locator("#label-save").click()
+    expect(page.locator("#label-message")).to_contain_text("Saved: 1 added")
+    assert len(_boxes_in_store(studio_server.projects_dir, name)) == n_before + 1
+    page.locator("#label-undo").click()
+    expect(page.locator("#label-message")).to_contain_text("Undone: 0 added, 0 changed, 1 deleted")
+    expect(info).to_contain_text(f"{n_before} box(es)")
+    assert len(_boxes_in_store(studio_server.projects_dir, name)) == n_before
+    _no_error_badges(page)
+    # issue 19 #7: the page names the user's file, never the stored (hash) file name
+    with open_store(studio_server.projects_dir, DEMO) as store, store.session(readonly=True) as s:
+        stored = s.scalars(select(Image.file_name).where(Image.original_name == name)).one()
+    assert stored.rsplit("/", 1)[-1].split(".")[0] not in page.locator("#tab-label").inner_text()
+
+
+def _type_pick(page: Page, elem_id: str, option: str) -> None:
+    """Pick a dropdown option from the keyboard (type to filter, Enter): as fast as a user can."""
+    box = page.locator(f"#{elem_id} input").first
+    box.press("Control+a")
+    box.press_sequentially(option)
+    box.press("Enter")
+
+
+def test_two_quick_filter_picks_end_on_the_last_pick(page: Page, studio_server) -> None:
+    """Issue 19 #2: a pick made while the previous one is still being served is not dropped."""
+    _open_label_tab(page)
+    with open_store(studio_server.projects_dir, DEMO) as store, store.session(readonly=True) as s:
+        n_test = len(s.scalars(select(Image.id).where(Image.split == "test")).all())
+        n_valid = len(s.scalars(select(Image.id).where(Image.split == "valid")).all())
+    assert n_test and n_valid and n_test != n_valid
+    page.locator("#label-filter-split input").first.click()
+    _type_pick(page, "label-filter-split", "valid")
+    _type_pick(page, "label-filter-split", "test")  # at once: "valid" is still being served
+    expect(page.locator("#label-filter-split input").first).to_have_value("test")
+    _settle(page)
+    expect(page.locator("#label-position")).to_have_text(f"1 / {n_test}")
+    expect(page.locator("#label-split").get_by_role("radio", name="test", exact=True)).to_be_checked()
+    _no_error_badges(page)
+    page.locator("#label-next").click()
+    expect(page.locator("#label-position")).to_have_text(f"2 / {n_test}")

@@ -256,3 +256,197 @@ def test_add_images_validates_like_import(proj, tmp_path: Path) -> None:
         lab.add_images(store, [tmp_path / "missing-folder"])
     with pytest.raises(StudioError, match="Choose images"):
         lab.add_images(store, [])
+
+
+# -- matching at scale (issue 13) -------------------------------------------------------------------
+
+
+def _reference_match(stored: list[lab.Box], incoming: list[lab.Box]):
+    """The matching rules written the slow, obvious way (every pair): ids, then identical boxes
+    (earliest stored), then the most overlapping remaining box (ties: earliest stored) at IoU >= 0.3."""
+    from rfdetr_core.ops.boxes import box_iou_np
+    from studio.services.label.box_matching import MATCH_IOU, same_box
+
+    left = list(stored)
+    unchanged, updates, pending, rest, inserts = [], [], [], [], []
+    for box in incoming:
+        hit = next((b for b in left if box.id is not None and b.id == box.id), None)
+        if hit is None:
+            pending.append(box)
+            continue
+        left.remove(hit)
+        (unchanged.append(hit) if same_box(hit, box) else updates.append((hit, box)))
+    for box in pending:
+        twin = next((b for b in left if same_box(b, box)), None)
+        if twin is None:
+            rest.append(box)
+        else:
+            left.remove(twin)
+            unchanged.append(twin)
+    for box in rest:
+        ious = box_iou_np([box.xyxy], [b.xyxy for b in left])[0] if left else []
+        best = max(range(len(left)), key=lambda i: ious[i], default=None)
+        if best is not None and ious[best] >= MATCH_IOU:
+            updates.append((left.pop(best), box))
+        else:
+            inserts.append(box)
+    return unchanged, updates, inserts, left
+
+
+def test_match_boxes_equals_the_pairwise_reference() -> None:
+    import random
+
+    rng = random.Random(7)
+    key = lambda b: (b.id, b.x, b.y, b.w, b.h, b.category_id)  # noqa: E731
+    for _ in range(150):
+        stored = [
+            lab.Box(rng.choice([rng.uniform(0, 150), 5.0]), rng.uniform(0, 150), rng.uniform(1, 40),
+                    rng.uniform(1, 40), rng.randint(1, 3), id=i + 1, version=1)
+            for i in range(rng.randint(0, 40))
+        ]  # fmt: skip
+        incoming = []
+        for b in stored:
+            r = rng.random()
+            if r < 0.4:
+                incoming.append(lab.Box(b.x + rng.uniform(-0.5, 0.5), b.y, b.w, b.h, b.category_id))
+            elif r < 0.5:
+                incoming.append(lab.Box(b.x + 4, b.y, b.w, b.h, b.category_id, id=b.id))
+            elif r < 0.85:
+                incoming.append(lab.Box(b.x + rng.uniform(-9, 9), b.y + rng.uniform(-9, 9), b.w, b.h, 1))
+        incoming += [lab.Box(rng.uniform(0, 150), rng.uniform(0, 150), 20, 20, 2) for _ in range(3)]
+        rng.shuffle(incoming)
+        got = lab.match_boxes(stored, incoming)
+        want = _reference_match(stored, incoming)
+        assert [key(b) for b in got.unchanged] == [key(b) for b in want[0]]
+        assert [(key(a), key(b)) for a, b in got.updates] == [(key(a), key(b)) for a, b in want[1]]
+        assert [key(b) for b in got.inserts] == [key(b) for b in want[2]]
+        assert [key(b) for b in got.deletes] == [key(b) for b in want[3]]
+
+
+def test_saving_thousands_of_nudged_boxes_updates_each_row(tmp_path: Path) -> None:
+    import random
+
+    store, cls, ids = make_project(tmp_path)
+    rng = random.Random(3)
+    with store.session() as s:
+        s.add_all(
+            Annotation(
+                image_id=ids[2],
+                category_id=cls["star"],
+                x=rng.uniform(0, 60),
+                y=rng.uniform(0, 30),
+                w=rng.uniform(4, 30),
+                h=rng.uniform(4, 30),
+            )
+            for _ in range(2000)
+        )
+    st = lab.load_image(store, ids[2])
+    nudged = [lab.Box(b.x + 1, b.y, b.w, b.h, b.category_id) for b in st.boxes]
+    res = lab.save_image(store, ids[2], nudged, st.version)
+    unchanged, updates, inserts, deletes = _reference_match(st.boxes, nudged)
+    assert len(updates) > 1900  # dense on purpose: a few boxes meet a closer neighbour first
+    want = f"Saved: {len(inserts)} added, {len(updates)} changed, {len(deletes)} deleted."
+    assert res.summary == want
+    by_id = {b.id: b for b in res.state.boxes}
+    for old, new in updates:  # each moved box kept its row, got the new corners and a new version
+        row = by_id[old.id]
+        assert (row.x, row.y, row.w, row.h) == pytest.approx((new.x, new.y, new.w, new.h), abs=1e-9)
+        assert row.version == old.version + 1
+    assert all(by_id[b.id].version == b.version for b in unchanged)
+    assert len(res.state.boxes) == 2000
+    store.close()
+
+
+def test_a_save_between_matching_and_writing_is_refused(proj) -> None:
+    """The match runs outside the write lock; the write re-checks the version inside it."""
+    store, cls, ids = proj
+    st = lab.load_image(store, ids[0])
+    boxes = [lab.Box(b.x + 2, b.y, b.w, b.h, b.category_id) for b in st.boxes]
+    plan = lab._plan(store, ids[0], boxes, no_objects=False, keep_proposals=None, status=None)
+    lab.save_image(store, ids[0], [], st.version)  # another tab, while this save was matching
+    with store.session() as s:
+        assert not lab._write(s, ids[0], st.version, plan)
+        s.rollback()
+    assert lab.load_image(store, ids[0]).boxes == []  # nothing of the stale plan was written
+
+
+# -- the save use case and the tab's actions (no browser) --------------------------------------------
+
+
+def _shown(store, image_id: int, slug: str = "p"):
+    from studio.services.label import session as ses
+    from studio.services.label.saving import LabelCursor, QueueFilter
+
+    cursor = LabelCursor(slug=slug, queue=lab.queue(store), filters=QueueFilter())
+    return ses.view(store, cursor, lab.load_image(store, image_id), "", None)
+
+
+def test_flush_skips_unchanged_and_foreign_editors_and_records_undo(proj) -> None:
+    from studio.services.label.saving import LabelCursor, flush
+
+    store, _cls, ids = proj
+    hist = lab.UndoHistory()
+    v = _shown(store, ids[0])
+    assert flush(store, "p", LabelCursor(), hist, v.editor, None).state is None  # nothing shown yet
+    assert flush(store, "other", v.cursor, hist, v.editor, None).state is None  # project switched
+    assert flush(store, "p", v.cursor, hist, v.editor, None).state is None  # no edit: no write
+    assert hist.size(ids[0]) == 0
+    deleted = flush(store, "p", v.cursor, hist, {"image": v.editor["image"], "boxes": []}, None)
+    assert deleted.state.boxes == [] and deleted.message == "Saved: 0 added, 0 changed, 2 deleted."
+    assert lab.load_image(store, ids[0]).version == v.cursor.version + 1
+    assert hist.size(ids[0]) == 1
+    unknown = {"xmin": 1, "ymin": 1, "xmax": 9, "ymax": 9, "label": "<b>x</b>"}
+    circle = {"xmin": 20, "ymin": 20, "xmax": 40, "ymax": 40, "label": "circle"}
+    edited = {"image": v.editor["image"], "boxes": [unknown, circle]}
+    stale = flush(store, "p", v.cursor, hist, edited, None)  # still based on the old version
+    assert stale.conflict and stale.message.startswith("⛔ Not saved")
+    assert stale.state.version == v.cursor.version + 1
+    fresh = _shown(store, ids[0])
+    res = flush(store, "p", fresh.cursor, hist, edited, None)
+    assert not res.conflict and "Skipped boxes with unknown class: &lt;b&gt;x&lt;/b&gt;" in res.message
+
+
+def test_refilter_with_the_same_filters_is_a_no_op(proj) -> None:
+    from studio.services.label import session as ses
+
+    store, _cls, ids = proj
+    v = _shown(store, ids[0])
+    same = ses.Editing("p", v.cursor, lab.UndoHistory(), v.editor, None)
+    assert ses.refilter(store, same, ses.queue_filter("all", "all", "all", False)) is None
+    labeled = ses.refilter(store, same, ses.queue_filter("all", "all", "labeled", False))
+    assert labeled.cursor.queue == ids[:2] and labeled.cursor.image_id == ids[0]
+    again = ses.Editing("p", labeled.cursor, lab.UndoHistory(), labeled.editor, None)
+    assert ses.refilter(store, again, ses.queue_filter("all", "all", "labeled", False)) is None
+    assert ses.refilter(store, again, labeled.cursor.filters, force=True).cursor.queue == ids[:2]
+    # another project's cursor is never taken for "same filters"
+    other = ses.Editing("q", labeled.cursor, lab.UndoHistory(), labeled.editor, None)
+    assert ses.refilter(store, other, labeled.cursor.filters).cursor.slug == "q"
+
+
+def test_undo_with_nothing_to_undo_changes_only_the_message(proj) -> None:
+    from studio.services.label import session as ses
+
+    store, cls, ids = proj
+    v = _shown(store, ids[0])
+    hist = lab.UndoHistory()
+    out = ses.undo(store, v.cursor, hist, None)
+    assert not out.redraw and out.message == ses.NOTHING_TO_UNDO and out.cursor == v.cursor
+    assert lab.load_image(store, ids[0]).version == v.cursor.version  # nothing written
+    e = ses.Editing("p", v.cursor, hist, {"image": v.editor["image"], "boxes": []}, None)
+    saved = ses.save(store, e)
+    undone = ses.undo(store, saved.cursor, hist, None)
+    assert undone.redraw and undone.message.startswith("Undone: 2 added")
+    assert len(lab.load_image(store, ids[0]).boxes) == 2
+    assert not ses.undo(store, ses.LabelCursor(), hist, None).redraw  # no image open: a message too
+
+
+def test_view_shows_the_users_file_name_escaped(proj) -> None:
+    store, _cls, ids = proj
+    with store.session() as s:
+        image = s.get_one(Image, ids[3])
+        image.original_name = "<img src=x onerror=alert(1)>*b*.png"
+        stored_name = Path(image.file_name).stem
+    v = _shown(store, ids[3])
+    assert "<img" not in v.info and "&lt;img src=x onerror=alert\\(1\\)&gt;\\*b\\*\\.png" in v.info
+    assert stored_name not in v.info
+    assert "box\\_clipped: box clipped to the image" in v.info  # the import problem, escaped too

@@ -84,3 +84,25 @@ def test_auto_split_on_store_is_one_transaction(tmp_path: Path) -> None:
     with pytest.raises(StudioError, match="all already have a split"):
         splits.auto_split(store, {"train": 1}, only_unassigned=True)
     store.close()
+
+
+def test_auto_split_reports_the_shown_images_split_and_escapes_class_names(tmp_path: Path) -> None:
+    store = ProjectStore.create(tmp_path / "p", "P")
+    with store.session() as s:
+        cat = Category(name="<b>x|y</b>")
+        s.add(cat)
+        s.flush()
+        ids = []
+        for i in range(6):
+            path = tmp_path / f"{i}.png"
+            PILImage.new("RGB", (16, 16), (i * 40, 9, 9)).save(path)
+            im = store.add_image_file(path, s)
+            s.add(Annotation(image_id=im.id, category_id=cat.id, x=1, y=1, w=5, h=5))
+            ids.append(im.id)
+    res = splits.auto_split(store, {"train": 1, "valid": 1}, seed=0, image_id=ids[2])
+    with store.session(readonly=True) as s:
+        assert res.image_split == s.get_one(Image, ids[2]).split in ("train", "valid")
+    table = res.to_markdown()
+    assert "<b>" not in table and "&lt;b&gt;x\\|y&lt;/b&gt;" in table  # the pipe cannot split the row
+    assert splits.auto_split(store, {"train": 1}).image_split is None
+    store.close()

@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from studio.errors import StudioError
 from studio.store.db import ProjectStore
 from studio.store.models import SPLITS, Annotation, Category, Image
+from studio.text import md_text
 
 UNASSIGNED = "unassigned"
 
@@ -40,12 +41,14 @@ class SplitResult:
     images: dict[str, int]  # split -> images this run put there
     #: class name -> split -> boxes, over the whole project after the split
     boxes: dict[str, dict[str, int]]
+    #: the split of the image the caller asked about (``image_id``) after the run (None: none / not asked)
+    image_split: str | None = None
 
     def to_markdown(self) -> str:
         lines = ["| | " + " | ".join(SPLITS) + " |", "|---|" + "---|" * len(SPLITS)]
         lines.append("| **images** | " + " | ".join(str(self.images.get(s, 0)) for s in SPLITS) + " |")
         for name, per in sorted(self.boxes.items()):
-            lines.append(f"| {name} | " + " | ".join(str(per.get(s, 0)) for s in SPLITS) + " |")
+            lines.append(f"| {md_text(name, 200)} | " + " | ".join(str(per.get(s, 0)) for s in SPLITS) + " |")
         return "\n".join(lines)
 
 
@@ -105,8 +108,12 @@ def auto_split(
     seed: int = 0,
     *,
     only_unassigned: bool = False,
+    image_id: int | None = None,
 ) -> SplitResult:
-    """Stratified split of the project's images by ground-truth class, in one transaction."""
+    """Stratified split of the project's images by ground-truth class, in one transaction.
+
+    ``image_id``: an image whose split after the run the caller shows (the Label tab's current image).
+    """
     with store.session() as s:
         stmt = select(Image.id)
         if only_unassigned:
@@ -117,13 +124,13 @@ def auto_split(
                 "No images to split" + (" (all already have a split)." if only_unassigned else ".")
             )
         rows = s.execute(select(Annotation.image_id, Annotation.category_id).where(Annotation.source == "gt"))
-        for image_id, cat_id in rows:
-            if image_id in labels:
-                labels[image_id].add(cat_id)
+        for row_image, cat_id in rows:
+            if row_image in labels:
+                labels[row_image].add(cat_id)
         assignment = stratified_assignment(labels, ratios, seed)
         by_split: dict[str, list[int]] = defaultdict(list)
-        for image_id, split in assignment.items():
-            by_split[split].append(image_id)
+        for assigned, split in assignment.items():
+            by_split[split].append(assigned)
         for split, ids in by_split.items():
             for start in range(0, len(ids), 500):
                 chunk = ids[start : start + 500]
@@ -137,7 +144,11 @@ def auto_split(
         ).all():
             if split is not None:
                 boxes[names[cat_id]][split] += 1
-    return SplitResult({k: len(v) for k, v in by_split.items()}, {k: dict(v) for k, v in boxes.items()})
+        image = s.get(Image, image_id) if image_id is not None else None
+        image_split = image.split if image is not None else None
+    return SplitResult(
+        {k: len(v) for k, v in by_split.items()}, {k: dict(v) for k, v in boxes.items()}, image_split
+    )
 
 
 __all__ = ["SplitResult", "auto_split", "set_split", "stratified_assignment"]
