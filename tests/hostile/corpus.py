@@ -9,7 +9,8 @@ a finished report with a ``problem`` regex (and the exact number of images impor
 Groups: bombs (zip, YAML alias, deep JSON, image pixels and padding), traversal (``../``, absolute
 paths, drive letters, symlinks in zips and folders), special files (FIFOs), malformed COCO and YOLO,
 huge values (ids, names, box counts, problem counts), encodings (zip names, UTF-16/BOM JSON, non-UTF-8
-YAML and labels), markup in names. No XML is read by the importer yet (VOC/CVAT come with issue 14).
+YAML and labels), markup in names, XML (Pascal VOC / CVAT / LabelMe: entity bombs, external entities,
+parameter entities, deep nesting, a FIFO as the annotation file, a zip of a VOC dataset carrying a bomb).
 """
 
 from __future__ import annotations
@@ -845,6 +846,146 @@ def truncated_jpeg(d: Path) -> Path:
 @case(problem=r"all 2 images are already in this project \(same content\)", imported=0)
 def reimport_of_what_the_project_holds(d: Path) -> Path:
     return base_dataset(d)
+
+
+# -- XML and the other hand-labeling formats (issue 14) ---------------------------------------------------
+
+XML_BOMB = (
+    '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol">'
+    + "".join(
+        f'<!ENTITY lol{i} "{("&lol" + (str(i - 1) if i > 1 else "") + ";") * 10}">' for i in range(1, 10)
+    )
+    + "]><annotation><filename>v0.jpg</filename><object><name>&lol9;</name><bndbox><xmin>1</xmin>"
+    "<ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>"
+)
+
+
+def voc_ds(d: Path, n: int = 2, first_xml: str | bytes | None = None) -> Path:
+    """``d/ds``: a Pascal VOC devkit layout with one class ``thing``; ``first_xml`` replaces v0.xml."""
+    ds = d / "ds"
+    (ds / "JPEGImages").mkdir(parents=True)
+    (ds / "Annotations").mkdir()
+    for i in range(n):
+        (ds / "JPEGImages" / f"v{i}.jpg").write_bytes(image_bytes(400 + i))
+        (ds / "Annotations" / f"v{i}.xml").write_text(
+            f"<annotation><filename>v{i}.jpg</filename><size><width>32</width><height>24</height></size>"
+            "<object><name>thing</name><bndbox><xmin>4</xmin><ymin>4</ymin><xmax>14</xmax><ymax>12</ymax>"
+            "</bndbox></object></annotation>"
+        )
+    if first_xml is not None:
+        p = ds / "Annotations" / "v0.xml"
+        p.write_bytes(first_xml if isinstance(first_xml, bytes) else first_xml.encode())
+    return ds
+
+
+@case(problem=r"declares a DTD or entities.*XML bomb", imported=2)
+def voc_billion_laughs(d: Path) -> Path:
+    return voc_ds(d, first_xml=XML_BOMB)
+
+
+@case(problem=r"declares a DTD or entities", imported=2)
+def voc_external_entity_reads_a_file(d: Path) -> Path:
+    return voc_ds(
+        d,
+        first_xml='<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x SYSTEM "file:///etc/passwd">]>'
+        "<annotation><filename>v0.jpg</filename><object><name>&x;</name><bndbox><xmin>1</xmin>"
+        "<ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>",
+    )
+
+
+@case(problem=r"declares a DTD or entities", imported=2)
+def voc_parameter_entity_fetches_a_dtd(d: Path) -> Path:
+    return voc_ds(
+        d,
+        first_xml='<?xml version="1.0"?><!DOCTYPE a [<!ENTITY % p SYSTEM "http://127.0.0.1:9/x.dtd"> %p;]>'
+        "<annotation><filename>v0.jpg</filename></annotation>",
+    )
+
+
+@case(problem=r"is not well-formed XML", imported=2)
+def voc_not_well_formed(d: Path) -> Path:
+    return voc_ds(d, first_xml="<annotation><filename>v0.jpg</filename><object>")
+
+
+@case(imported=2)
+def voc_nested_100k_deep(d: Path) -> Path:  # expat does not recurse: a deep file is just odd, not a crash
+    return voc_ds(d, first_xml="<annotation>" + "<a>" * 100_000 + "</a>" * 100_000 + "</annotation>")
+
+
+@case(problem=r"object <name> is 1,000,000 characters long|object <name> is 1000000", imported=2)
+def voc_class_name_one_megabyte(d: Path) -> Path:
+    return voc_ds(
+        d,
+        first_xml="<annotation><filename>v0.jpg</filename><object><name>"
+        + "n" * 1_000_000
+        + "</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object></annotation>",
+    )
+
+
+@case(problem=r"<bndbox> needs numeric", imported=2)
+def voc_box_of_words(d: Path) -> Path:
+    return voc_ds(
+        d,
+        first_xml="<annotation><filename>v0.jpg</filename><object><name>thing</name><bndbox><xmin>nan</xmin>"
+        "<ymin>1</ymin><xmax>inf</xmax><ymax>9</ymax></bndbox></object></annotation>",
+    )
+
+
+@case(problem=r"is a named pipe|not a regular file", imported=2)
+def voc_annotation_is_a_fifo(d: Path) -> Path:
+    ds = voc_ds(d)
+    (ds / "Annotations" / "v0.xml").unlink()
+    mkfifo(ds / "Annotations" / "v0.xml")
+    return ds
+
+
+@case(fatal=r"declares a DTD or entities")
+def cvat_billion_laughs(d: Path) -> Path:
+    ds = loose_ds(d)
+    (ds / "annotations.xml").write_text(
+        XML_BOMB.replace("<annotation>", "<annotations>").replace("</annotation>", "</annotations>")
+    )
+    return ds
+
+
+@case(problem=r"declares a DTD or entities", imported=2)
+def zip_of_voc_with_a_bomb(d: Path) -> Path:
+    ds = voc_ds(d, first_xml=XML_BOMB)
+    return zip_of(
+        d, [(p.relative_to(d).as_posix(), p.read_bytes()) for p in sorted(ds.rglob("*")) if p.is_file()]
+    )
+
+
+@case(problem=r"cannot read LabelMe file", imported=2)
+def labelme_nested_100k_deep(d: Path) -> Path:
+    ds = loose_ds(d)
+    (ds / "p0.json").write_text('{"shapes": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    return ds
+
+
+@case(problem=r"shape label is not text", imported=2)
+def labelme_label_is_a_list(d: Path) -> Path:
+    ds = loose_ds(d)
+    doc = {
+        "shapes": [{"label": ["x"] * 9, "points": [[1, 1], [5, 5]], "shape_type": "rectangle"}],
+        "imagePath": "p0.jpg",
+    }
+    (ds / "p0.json").write_text(json.dumps(doc))
+    return ds
+
+
+@case(imported=3)
+def exif_orientation_out_of_range(d: Path) -> Path:  # 0, 9 and 65535 are not orientations: kept as stored
+    ds = loose_ds(d)
+    for i, value in enumerate((0, 9, 65535)):
+        exif = Image.Exif()
+        exif[0x0112] = value
+        buf = io.BytesIO()
+        Image.new("RGB", (20, 10), (i * 70, 40, 90)).save(buf, "JPEG", exif=exif.tobytes())
+        (ds / f"odd{i}.jpg").write_bytes(buf.getvalue())
+    (ds / "p0.jpg").unlink()
+    (ds / "p1.jpg").unlink()
+    return ds
 
 
 def base_dataset(d: Path) -> Path:

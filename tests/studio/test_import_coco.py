@@ -178,3 +178,26 @@ def test_reimport_with_one_new_image_imports_it_and_lists_the_rest_as_present(
     assert report.counts["images_imported"] == 1 and report.counts["images_already_in_project"] == 3
     renamed = next(p for p in report.problems if p.file == "renamed.jpg")
     assert renamed.reason == "already in this project (same content as 'loose_00000.jpg'); not imported again"
+
+
+def test_skipped_coco_box_names_the_image_and_marks_it_as_having_problems(
+    store: ProjectStore, tmp_path: Path
+) -> None:
+    """Issue 14 §6: the problem row leads with the user's image file, and the image gets an
+    ``ImageProblem`` row so the gallery's "has problems" filter finds it."""
+    from studio.store import ImageProblem
+
+    coco_single(tmp_path / "ds", n=2)
+    doc = json.loads((tmp_path / "ds" / "annotations.json").read_text())
+    doc["annotations"][0]["category_id"] = 999
+    doc["annotations"][1]["bbox"] = [5000, 5000, 10, 10]
+    (tmp_path / "ds" / "annotations.json").write_text(json.dumps(doc))
+    names = {im["id"]: im["file_name"] for im in doc["images"]}
+    report = import_dataset(store, tmp_path / "ds")
+    rows = {p.file: p.reason for p in report.problems}
+    first = f"'{names[doc['annotations'][0]['image_id']]}' (annotations.json#annotation {doc['annotations'][0]['id']})"
+    assert rows[first].startswith("unknown category id 999")
+    with store.session(readonly=True) as s:
+        flagged = list(s.execute(select(Image.original_name, ImageProblem.kind).join(Image)))
+    assert (names[doc["annotations"][0]["image_id"]], "box_skipped") in flagged
+    assert (names[doc["annotations"][1]["image_id"]], "box_skipped") in flagged

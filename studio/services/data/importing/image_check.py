@@ -11,6 +11,10 @@ Why each step:
   at a fraction of the memory): a file whose header is fine but whose data cannot be decoded is
   refused here, not found out later by training or a thumbnail. A JPEG without its end-of-image marker
   was cut short (libjpeg would quietly pad it with grey).
+- An EXIF orientation (phone photos) is applied once, here: the stored file holds the upright pixels
+  (orientation tag removed) and the upright size, as Roboflow's auto-orient and Label Studio show it.
+  Everything after (boxes, training, thumbnails, the label editor) then sees one frame; the raw size
+  is kept in :class:`CheckedImage` so the writer can say when a box only fits the unrotated image.
 """
 
 from __future__ import annotations
@@ -24,12 +28,14 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 from studio.services.data.importing import limits
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif"}
 MAX_PIXELS = limits.MAX_PIXELS
+EXIF_ORIENTATION = 0x0112
+SWAPS_AXES = {5, 6, 7, 8}  # orientations that turn the image by 90 degrees
 _FORMAT_SUFFIX = {
     "JPEG": ".jpg",
     "PNG": ".png",
@@ -60,6 +66,8 @@ class CheckedImage:
     width: int
     height: int
     suffix: str  # canonical suffix for the stored copy, from the real format (not the file name)
+    orientation: int = 1  # the EXIF orientation that was applied (1: none)
+    raw_size: tuple[int, int] | None = None  # (width, height) before the rotation, when one was applied
 
 
 def is_image_name(path: Path | str) -> bool:
@@ -110,9 +118,45 @@ def check_image(path: Path) -> CheckedImage:
             f"file is {limits.size_text(len(data))} but a {width}x{height} image needs at most "
             f"{limits.size_text(need)} (trailing data or padding); image refused"
         )
+    orientation = _orientation(data)
+    if orientation == 1:
+        return CheckedImage(
+            Path(path), data, hashlib.sha256(data).hexdigest(), width, height, _FORMAT_SUFFIX[fmt]
+        )
+    upright, suffix, size = _upright(data, fmt)
     return CheckedImage(
-        Path(path), data, hashlib.sha256(data).hexdigest(), width, height, _FORMAT_SUFFIX[fmt]
+        Path(path), upright, hashlib.sha256(upright).hexdigest(), *size, suffix, orientation, (width, height)
     )
+
+
+def _orientation(data: bytes) -> int:
+    """The EXIF orientation (1-8); 1 when there is none or it is not a valid value."""
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            value = im.getexif().get(EXIF_ORIENTATION, 1)
+    except Exception:
+        return 1
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def _upright(data: bytes, fmt: str) -> tuple[bytes, str, tuple[int, int]]:
+    """Apply the orientation: JPEG stays JPEG (quality 95, colour profile and other EXIF kept, the
+    orientation tag removed by ``exif_transpose``); any other format is stored as PNG (lossless)."""
+    with Image.open(io.BytesIO(data)) as im:
+        icc = im.info.get("icc_profile")
+        up = ImageOps.exif_transpose(im)
+        out = io.BytesIO()
+        extra = {"icc_profile": icc} if icc else {}
+        exif = up.getexif()
+        if fmt == "JPEG":
+            if up.mode not in {"RGB", "L", "CMYK"}:
+                up = up.convert("RGB")
+            up.save(out, "JPEG", quality=95, exif=exif.tobytes(), **extra)
+            suffix = ".jpg"
+        else:
+            up.save(out, "PNG", exif=exif.tobytes(), **extra)
+            suffix = ".png"
+        return out.getvalue(), suffix, up.size
 
 
 def _inspect(data: bytes) -> tuple[int, int, str]:

@@ -31,6 +31,9 @@ MAX_PIXELS = 100_000_000  # 10k x 10k; bigger than any detector input, small eno
 MAX_BYTES_PER_PIXEL = 8  # 16-bit RGBA uncompressed; a file far larger than its pixels carries padding
 IMAGE_OVERHEAD_BYTES = 4 * MiB  # metadata, embedded thumbnails and colour profiles on top of the pixels
 
+# -- video --------------------------------------------------------------------------------------------
+MAX_VIDEO_FRAMES = 5_000  # frames kept from one video (an hour at one frame every 0.7 s)
+
 # -- annotations --------------------------------------------------------------------------------------
 MAX_BOXES_PER_IMAGE = 10_000  # dense retail shelves have ~150-500; more is a generator gone wrong
 MAX_CLASS_NAME_CHARS = 200  # the category name column
@@ -56,6 +59,7 @@ def as_dict() -> dict[str, int]:
         "classes": MAX_CLASSES,
         "file_name_chars": MAX_FILE_NAME_CHARS,
         "problems_kept": MAX_PROBLEMS_KEPT,
+        "video_frames": MAX_VIDEO_FRAMES,
     }
 
 

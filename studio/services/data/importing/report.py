@@ -46,6 +46,8 @@ class ImportReport:
     timings: dict[str, float] = field(default_factory=dict)  # seconds per phase (read, images, database)
     dropped: Counter = field(default_factory=Counter)  # problems counted but not kept, by severity
     note: str | None = None  # a headline that is neither success nor abort ("nothing new")
+    frame_times: dict[str, float] = field(default_factory=dict)  # video import: frame name -> seconds
+    settings: dict[str, str] = field(default_factory=dict)  # options the import ran with (video sampling)
 
     def add(self, file: object, reason: str, severity: str = "error") -> None:
         if severity != "fatal" and len(self.problems) >= limits.MAX_PROBLEMS_KEPT:
@@ -78,6 +80,8 @@ class ImportReport:
             "note": self.note,
             "timings": dict(self.timings),
             "limits": limits.as_dict(),
+            **({"frame_times": dict(self.frame_times)} if self.frame_times else {}),
+            **({"settings": dict(self.settings)} if self.settings else {}),
         }
 
     def summary(self) -> str:
@@ -107,6 +111,8 @@ class ImportReport:
             "|---|---|",
         ]
         lines += [f"| {k.replace('_', ' ')} | {v} |" for k, v in sorted(self.counts.items())]
+        if self.settings:
+            lines += ["", "Settings: " + "; ".join(f"{k} {md_text(v)}" for k, v in self.settings.items())]
         if self.problems:
             lines += _problem_lines(self)
         lines += ["", LIMITS_LINE]

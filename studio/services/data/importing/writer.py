@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from studio.services.data.importing import limits
 from studio.services.data.importing.formats.common import (
+    RawBox,
     RawCategory,
     RawDataset,
     RawImage,
@@ -99,6 +100,8 @@ class _Stored:
     width: int
     height: int
     file_name: str
+    orientation: int = 1  # EXIF orientation applied at import (1: none)
+    raw_size: tuple[int, int] | None = None  # size before that rotation
 
 
 def write_dataset(
@@ -166,7 +169,7 @@ def _copy_images(
         if chk.sha256 in known:
             return chk.sha256
         rel = store.write_image_bytes(chk.data, chk.sha256, chk.suffix, new_files)
-        return _Stored(raw, chk.sha256, chk.width, chk.height, rel)
+        return _Stored(raw, chk.sha256, chk.width, chk.height, rel, chk.orientation, chk.raw_size)
 
     stored: list[_Stored] = []
     seen: dict[str, str] = {}
@@ -187,6 +190,8 @@ def _copy_images(
                 continue
             seen[res.sha256] = raw.where
             stored.append(res)
+            if res.orientation != 1:
+                report.count("images_rotated_by_exif")
     return stored
 
 
@@ -253,22 +258,20 @@ def _write_rows(s: Session, raw: RawDataset, stored: list[_Stored], report: Impo
         ],
     )
     id_of = dict(s.execute(select(Image.content_hash, Image.id).where(Image.import_id == record.id)).all())
-    ann_rows, problem_rows = [], []
+    ann_rows: list[tuple] = []
+    problem_rows: list[dict] = []
     for st in stored:
         image_id = id_of[st.sha256]
+
+        def problem(kind: str, msg: str, image_id: int = image_id) -> None:
+            problem_rows.append(_problem(image_id, kind, msg, record.id, now))
+
+        for kind, note in st.raw.notes:
+            problem(kind, note)
         for warning in _size_warnings(st):
             report.add(st.raw.where, warning, "warning")
-            problem_rows.append(_problem(image_id, "size_mismatch", warning, record.id, now))
-        for box in _capped_boxes(report, st):
-            fixed, reason = fix_box(box, st.width, st.height)
-            if fixed is None:
-                report.add(box.where, f"{reason}; box skipped")
-                report.count("boxes_skipped")
-                continue
-            if reason:
-                report.add(box.where, reason, "warning")
-                report.count("boxes_clipped")
-                problem_rows.append(_problem(image_id, "box_clipped", reason, record.id, now))
+            problem("size_mismatch", warning)
+        for box, fixed in _fixed_boxes(st, report, problem):
             ann_rows.append((image_id, cat_ids[box.label], *fixed, "gt", 1, stamp, stamp))
     _bulk(s, "annotation", ANNOTATION_COLUMNS, ann_rows)
     if problem_rows:
@@ -276,6 +279,29 @@ def _write_rows(s: Session, raw: RawDataset, stored: list[_Stored], report: Impo
     report.count("images_imported", len(stored))
     report.count("boxes_imported", len(ann_rows))
     record.report = report.to_dict()
+
+
+def _fixed_boxes(
+    st: _Stored, report: ImportReport, problem: Callable[[str, str], None]
+) -> list[tuple[RawBox, tuple[float, float, float, float]]]:
+    """The image's boxes fixed against its real (upright) size; a skipped or clipped box is reported
+    and becomes an ``ImageProblem`` row, so the gallery's "has problems" filter finds its image."""
+    out = []
+    for box in _capped_boxes(report, st):
+        fixed, reason = fix_box(box, st.width, st.height)
+        if reason:
+            reason += _raw_frame_hint(box, st)
+        if fixed is None:
+            report.add(box.where, f"{reason}; box skipped")
+            report.count("boxes_skipped")
+            problem("box_skipped", clip(f"{box.where}: {reason}; box skipped", limits.MAX_REASON_CHARS))
+            continue
+        if reason:
+            report.add(box.where, reason, "warning")
+            report.count("boxes_clipped")
+            problem("box_clipped", reason)
+        out.append((box, fixed))
+    return out
 
 
 def _bulk(s: Session, table: str, columns: tuple[str, ...], rows: list[tuple]) -> None:
@@ -292,9 +318,30 @@ def _size_warnings(st: _Stored) -> list[str]:
     ds = st.raw.declared_size
     if ds is None or (round(ds[0]) == st.width and round(ds[1]) == st.height):
         return []
+    raw = st.raw_size
+    why = (
+        " (that is its size before the EXIF rotation; boxes are read in the displayed, upright frame)"
+        if raw is not None and (round(ds[0]), round(ds[1])) == raw
+        else ""
+    )
     return [
-        f"annotation file says {ds[0]:g}x{ds[1]:g} but the image is {st.width}x{st.height}; the real size is used"
+        f"annotation file says {ds[0]:g}x{ds[1]:g} but the image is {st.width}x{st.height}; "
+        f"the real size is used{why}"
     ]
+
+
+def _raw_frame_hint(box: RawBox, st: _Stored) -> str:
+    """When a box that does not fit the upright image would fit it as stored before its EXIF rotation,
+    say so: the annotation tool drew it on the unrotated pixels (boxes are read in the displayed frame)."""
+    if st.raw_size is None or st.raw_size == (st.width, st.height):
+        return ""
+    fixed, reason = fix_box(box, *st.raw_size)
+    if fixed is None or reason is not None:
+        return ""
+    return (
+        f"; it fits only the image as stored before its EXIF rotation (orientation {st.orientation}, "
+        f"{st.raw_size[0]}x{st.raw_size[1]}): boxes are read in the displayed frame"
+    )
 
 
 def _ensure_categories(s: Session, cats: list[RawCategory], report: ImportReport) -> dict[str, int]:

@@ -32,6 +32,7 @@ from studio.services.data.importing.formats.common import (
     is_regular_file,
     list_files,
     rel,
+    skip_box,
 )
 from studio.services.data.importing.image_check import is_image_name
 from studio.services.data.importing.report import ImportReport
@@ -294,17 +295,17 @@ def _box(
     image = images.get(iid) if isinstance(iid, int | str) and not isinstance(iid, bool) else None
     if image is None:
         return _skip(report, where, f"refers to unknown image id {quote(iid)}")
-    where = f"{where} of {quote(image.name, 80)}"
+    where = f"{quote(image.name, 80)} ({where})"  # the user's image file first, then where in the json
     cid = a.get("category_id")
     if id_problem(cid) is not None or cid not in by_id:
-        return _skip(report, where, f"unknown category id {quote(cid)}")
+        return skip_box(report, image, where, f"unknown category id {quote(cid)}")
     bbox = a.get("bbox")
     if not isinstance(bbox, list) or len(bbox) != 4:
-        return _skip(report, where, f"'bbox' must be a list of 4 numbers, got {quote(bbox)}")
+        return skip_box(report, image, where, f"'bbox' must be a list of 4 numbers, got {quote(bbox)}")
     for v in bbox:
         kind = _not_a_number(v)
         if kind is not None:
-            return _skip(report, where, f"'bbox' has non-numbers ({quote(v)} is {kind})")
+            return skip_box(report, image, where, f"'bbox' has non-numbers ({quote(v)} is {kind})")
     x, y, w, h = (float(v) for v in bbox)
     return RawBox(by_id[cid], x, y, w, h, where)
 

@@ -52,6 +52,9 @@ class RawImage:
     where: str
     declared_size: tuple[float, float] | None = None
     boxes: list[RawBox] = field(default_factory=list)
+    # (kind, message) of problems found while reading (a skipped box): stored as ImageProblem rows so
+    # the gallery's "has problems" filter finds the image, not only the report
+    notes: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -96,6 +99,14 @@ def id_problem(value: object) -> str | None:
     if abs(value) > limits.MAX_ID:
         return f"is out of range ({quote(value)}; ids must fit in 64 bits)"
     return None
+
+
+def skip_box(report: ImportReport, image: RawImage | None, where: str, reason: str) -> None:
+    """A box a reader cannot use: reported, counted, and noted on its image when it has one."""
+    report.add(where, reason + "; box skipped")
+    report.count("boxes_skipped")
+    if image is not None:
+        image.notes.append(("box_skipped", clip(f"{where}: {reason}; box skipped", limits.MAX_REASON_CHARS)))
 
 
 def parent_name(cat: RawCategory) -> str | None:

@@ -35,6 +35,7 @@ from studio.services.data.importing.formats.common import (
     is_regular_file,
     list_files,
     rel,
+    skip_box,
     split_images,
 )
 from studio.services.data.importing.image_check import BadImage, read_regular_file
@@ -230,34 +231,30 @@ def _read_image(
         raw.labeled = False
         return raw
     for n, line in enumerate(text.splitlines(), start=1):
-        box = _parse_line(line, f"{where}:{n}", names, report)
+        box = _parse_line(line, f"{where}:{n}", names, report, raw)
         if box is not None:
             raw.boxes.append(box)
     return raw
 
 
-def _parse_line(line: str, where: str, names: dict[int, str], report: ImportReport) -> RawBox | None:
+def _parse_line(
+    line: str, where: str, names: dict[int, str], report: ImportReport, image: RawImage | None = None
+) -> RawBox | None:
     cols = line.split()
     if not cols:
         return None
     if len(cols) != 5:
-        return _skip(report, where, f"expected 5 columns (class cx cy w h), got {len(cols)}")
+        return skip_box(report, image, where, f"expected 5 columns (class cx cy w h), got {len(cols)}")
     try:
         vals = [float(c) for c in cols]
     except ValueError:
-        return _skip(report, where, f"not a number in {quote(line.strip(), 60)}")
+        return skip_box(report, image, where, f"not a number in {quote(line.strip(), 60)}")
     cls = vals[0]
     if not math.isfinite(cls) or cls != int(cls):
-        return _skip(report, where, f"class id {quote(cols[0], 40)} is not an integer")
+        return skip_box(report, image, where, f"class id {quote(cols[0], 40)} is not an integer")
     if int(cls) not in names:
-        return _skip(report, where, f"unknown class id {int(cls)} (names has {len(names)} classes)")
+        return skip_box(report, image, where, f"unknown class id {int(cls)} (names has {len(names)} classes)")
     return RawBox(names[int(cls)], vals[1], vals[2], vals[3], vals[4], where, normalized=True)
-
-
-def _skip(report: ImportReport, where: str, reason: str) -> None:
-    report.add(where, reason + "; box skipped")
-    report.count("boxes_skipped")
-    return None
 
 
 def _report_orphan_labels(img_dir: Path, root: Path, report: ImportReport) -> None:
