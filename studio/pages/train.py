@@ -1,23 +1,27 @@
 """Train page: model size and settings (defaults from data and hardware), start / stop / resume a run
 in its own process, live progress and curves (polled from SQLite with a ``gr.Timer``), and the runs
-table with compare and delete."""
+table with compare and delete.
+
+Layout and wiring only: the rules live in :mod:`studio.services.train.settings`, what is shown in
+:mod:`studio.services.train.view`. A refused action (bad resolution, offline weights, nothing to resume)
+is answered in ``train-message`` and leaves every other component as it was, so no component shows an
+error badge for what is the user's choice to fix.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
-from studio.pages import PageContext, PageHooks, guarded, open_project
-from studio.services.train import augment as aug
-from studio.services.train import plots, runs
-from studio.services.train.defaults import (
-    MODEL_SIZES,
-    count_train_images,
-    default_settings,
-    detect_hardware,
-)
+from studio.pages import USER_ERRORS, PageContext, PageHooks, guarded, open_project
+from studio.services.train import runs, view
+from studio.services.train import settings as train_settings
+from studio.services.train.defaults import MODEL_SIZES
+from studio.services.train.settings import TrainSettings
+from studio.text import md_text
 
 TITLE = "Train"
 TAB_ID = "tab-train"
@@ -27,97 +31,94 @@ PRETRAINED = [
     ("Local .pth file", "local"),
     ("From scratch", "scratch"),
 ]
-SETTING_KEYS = (
-    "model_size",
-    "epochs",
-    "batch_size",
-    "grad_accum_steps",
-    "lr",
-    "resolution",
-    "early_stopping",
-    "use_ema",
-    "seed",
-    "pretrained",
-    "weights_path",
-)
-TABLE_HEADERS = [
-    "id",
-    "name",
-    "size",
-    "status",
-    "best mAP@50:95",
-    "best mAP@50",
-    "epochs",
-    "duration",
-    "dataset",
-    "settings",
-    "created",
-]
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    seconds = int(seconds)
-    return (
-        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
-        if seconds >= 3600
-        else f"{seconds // 60}m{seconds % 60:02d}s"
-    )
+@dataclass
+class SettingsForm:
+    """One component per :class:`TrainSettings` field."""
+
+    model_size: gr.Radio
+    epochs: gr.Number
+    batch_size: gr.Number
+    grad_accum_steps: gr.Number
+    lr: gr.Number
+    resolution: gr.Number
+    early_stopping: gr.Checkbox
+    use_ema: gr.Checkbox
+    seed: gr.Number
+    pretrained: gr.Radio
+    weights_path: gr.Textbox
+
+    def inputs(self) -> list[gr.components.Component]:
+        """The components in :meth:`TrainSettings.names` order."""
+        return [getattr(self, name) for name in TrainSettings.names()]
+
+    def values(self, settings: TrainSettings) -> dict[gr.components.Component, Any]:
+        return {getattr(self, name): getattr(settings, name) for name in TrainSettings.names()}
 
 
-def _table(infos: list[runs.RunInfo]) -> list[list[Any]]:
-    rows = []
-    for r in infos:
-        s = r.settings
-        summary = (
-            f"{s.get('epochs')} ep · batch {s.get('batch_size')}×{s.get('grad_accum_steps', 1)} · "
-            f"lr {s.get('lr')} · {s.get('resolution')} px · {s.get('pretrained')}"
-        )
-        rows.append(
-            [
-                r.id,
-                r.name,
-                r.model_size,
-                r.status_label,
-                None if r.best_map50_95 is None else round(r.best_map50_95, 4),
-                None if r.best_map50 is None else round(r.best_map50, 4),
-                f"{r.epochs_done}/{r.total_epochs}",
-                _duration(r.duration_s),
-                r.dataset_hash[:12],
-                summary,
-                r.created_at.strftime("%Y-%m-%d %H:%M"),
-            ]
-        )
-    return rows
+@dataclass
+class LivePanel:
+    """The live view of one run (and the run it is compared with)."""
+
+    run_dd: gr.Dropdown
+    compare_dd: gr.Dropdown
+    stop_btn: gr.Button
+    resume_btn: gr.Button
+    progress: gr.HTML
+    metrics_plot: gr.Plot
+    loss_plot: gr.Plot
+    class_dd: gr.Dropdown
+    class_plot: gr.Plot
+    lr_plot: gr.Plot
+    log_box: gr.Textbox
+    log_file: gr.File
+    timer: gr.Timer
+    seen: gr.State  # the view.LiveStamp the plots last showed, so an idle tick redraws nothing
+
+    def outputs(self) -> list[gr.components.Component]:
+        return [
+            self.progress,
+            self.metrics_plot,
+            self.loss_plot,
+            self.class_plot,
+            self.lr_plot,
+            self.log_box,
+            self.log_file,
+            self.class_dd,
+            self.seen,
+            self.timer,
+        ]
 
 
-def _progress_html(info: runs.RunInfo | None) -> str:
-    if info is None:
-        return "<div class='train-progress'>No run yet: choose the settings and press <b>Start training</b>.</div>"
-    p = info.progress
-    step, total = int(p.get("step") or 0), int(p.get("total_steps") or 0)
-    frac = step / total if total else 0.0
-    eta = p.get("eta_s")
-    eta_text = f" · ETA {_duration(eta)}" if eta is not None and info.status == "running" else ""
-    epoch = f"epoch {min(info.epochs_done + 1, info.total_epochs or 0) if info.status == 'running' else info.epochs_done}"
-    stopping = " · stopping…" if info.stop_requested and info.status == "running" else ""
-    error = f"<div class='train-error'>{info.error}</div>" if info.error else ""
-    return (
-        f"<div class='train-progress' data-status='{info.status_label}'>"
-        f"<b>Run #{info.id}</b> · <span class='train-status'>{info.status_label}</span>{stopping} · "
-        f"{epoch}/{info.total_epochs} · step {step}/{total}{eta_text}"
-        f"<progress max='1' value='{frac:.4f}' style='width:100%'></progress>{error}</div>"
-    )
+@dataclass
+class RunsPanel:
+    table: gr.Dataframe
+    delete_btn: gr.Button
+    confirm_row: gr.Row
+    confirm_md: gr.Markdown
+    confirm_btn: gr.Button
+    cancel_btn: gr.Button
 
 
-def _run_choices(infos: list[runs.RunInfo]) -> list[tuple[str, int]]:
-    return [(f"#{r.id} {r.model_size} · {r.status_label}", r.id) for r in infos]
+@dataclass
+class TrainPage:
+    why: gr.Markdown
+    start_btn: gr.Button
+    form: SettingsForm
+    message: gr.Markdown
+    live: LivePanel
+    runs: RunsPanel
+
+    def runs_outputs(self) -> list[gr.components.Component]:
+        return [self.runs.table, self.live.run_dd, self.live.compare_dd]
+
+    def refresh_outputs(self) -> list[gr.components.Component]:
+        return [self.why, *self.form.inputs(), *self.runs_outputs(), *self.live.outputs()]
 
 
-def build(ctx: PageContext) -> PageHooks:
-    root: Path = ctx.root
-    why = gr.Markdown(elem_id="train-defaults-why")
+# -- layout ---------------------------------------------------------------------------------------
+def _settings_panel() -> tuple[gr.Button, SettingsForm]:
     with gr.Row(elem_classes="toolbar"):
         size = gr.Radio(
             [(m.label, m.name) for m in MODEL_SIZES.values()],
@@ -148,7 +149,13 @@ def build(ctx: PageContext) -> PageHooks:
             weights_path = gr.Textbox(
                 label="Local .pth file", placeholder="/path/to/weights.pth", elem_id="train-weights-path"
             )
-    message = gr.Markdown(elem_id="train-message")
+    form = SettingsForm(
+        size, epochs, batch, accum, lr, resolution, early, ema, seed, pretrained, weights_path
+    )
+    return start_btn, form
+
+
+def _live_panel() -> LivePanel:
     gr.Markdown("### Live view")
     with gr.Row(elem_classes="toolbar"):
         run_dd = gr.Dropdown([], label="Run", elem_id="train-run-select", scale=2)
@@ -166,11 +173,39 @@ def build(ctx: PageContext) -> PageHooks:
             )
             class_plot = gr.Plot(elem_id="train-class-plot", show_label=False)
         lr_plot = gr.Plot(elem_id="train-lr-plot", show_label=False)
-    log_box = gr.Textbox(
-        label="Log (last lines)", lines=8, max_lines=8, interactive=False, elem_id="train-log"
+    with gr.Row():
+        log_box = gr.Textbox(
+            label="Progress (last lines)",
+            lines=8,
+            max_lines=8,
+            interactive=False,
+            elem_id="train-log",
+            scale=4,
+        )
+        log_file = gr.File(label="Full log (download)", interactive=False, elem_id="train-log-file", scale=1)
+    timer = gr.Timer(POLL_S, active=False)
+    seen = gr.State(None)
+    return LivePanel(
+        run_dd,
+        compare_dd,
+        stop_btn,
+        resume_btn,
+        progress,
+        metrics_plot,
+        loss_plot,
+        class_dd,
+        class_plot,
+        lr_plot,
+        log_box,
+        log_file,
+        timer,
+        seen,
     )
+
+
+def _runs_panel() -> RunsPanel:
     gr.Markdown("### Runs")
-    table = gr.Dataframe(headers=TABLE_HEADERS, interactive=False, elem_id="train-runs-table", wrap=True)
+    table = gr.Dataframe(headers=view.TABLE_HEADERS, interactive=False, elem_id="train-runs-table", wrap=True)
     with gr.Row(elem_classes="toolbar"):
         delete_btn = gr.Button("Delete selected run", elem_id="train-delete", scale=0, min_width=200)
     with gr.Row(
@@ -179,190 +214,187 @@ def build(ctx: PageContext) -> PageHooks:
         confirm_md = gr.Markdown(elem_id="train-delete-message")
         confirm_btn = gr.Button("Yes, delete it", variant="stop", elem_id="train-delete-confirm")
         cancel_btn = gr.Button("Cancel", elem_id="train-delete-cancel")
-    timer = gr.Timer(POLL_S, active=False)
-    seen = gr.State(None)  # what the plots last showed, so an idle tick redraws nothing
+    return RunsPanel(table, delete_btn, confirm_row, confirm_md, confirm_btn, cancel_btn)
 
-    setting_inputs = [size, epochs, batch, accum, lr, resolution, early, ema, seed, pretrained, weights_path]
-    live_outputs = [progress, metrics_plot, loss_plot, class_plot, lr_plot, log_box, class_dd, seen, timer]
 
-    def _live(
-        slug: str | None, run_id: Any, compare_id: Any, classes: list[str] | None, last: Any, force: bool
-    ):
-        """Values for ``live_outputs``; unchanged data gives ``gr.skip()`` for the heavy parts."""
-        if not slug:
-            return [
-                _progress_html(None),
-                None,
-                None,
-                None,
-                None,
-                "",
-                gr.Dropdown(choices=[]),
-                None,
-                gr.Timer(active=False),
-            ]
-        with open_project(root, slug) as store:
-            infos = runs.list_runs(store)
-            info = next((r for r in infos if r.id == run_id), infos[0] if infos else None)
-            if info is None:
-                return [
-                    _progress_html(None),
-                    None,
-                    None,
-                    None,
-                    None,
-                    "",
-                    gr.Dropdown(choices=[]),
-                    None,
-                    gr.Timer(active=False),
-                ]
-            active = any(r.status in runs.ACTIVE for r in infos)
-            ids = [info.id] + ([int(compare_id)] if compare_id not in (None, "", info.id) else [])
-            stamp = (
-                tuple(ids),
-                tuple(classes or ()),
-                info.status,
-                info.progress.get("step"),
-                info.epochs_done,
-            )
-            if stamp == last and not force:
-                return [_progress_html(info), *[gr.skip()] * 6, last, gr.Timer(active=active)]
-            names = plots.class_ap_names(store, info.id)
-            chosen = [c for c in (classes or []) if c in names]
-            return [
-                _progress_html(info),
-                plots.metrics_figure(store, ids),
-                plots.loss_figure(store, ids),
-                plots.class_ap_figure(store, ids, chosen),
-                plots.lr_figure(store, ids),
-                runs.run_log_tail(store, info.id),
-                gr.Dropdown(choices=names, value=chosen),
-                stamp,
-                gr.Timer(active=active),
-            ]
-
-    def _runs_view(slug: str | None, run_id: Any = None, compare_id: Any = None):
-        """Values for ``runs_outputs`` (table, run picker, compare picker), keeping valid selections."""
-        if not slug:
-            return [], gr.Dropdown(choices=[], value=None), gr.Dropdown(choices=[], value=None)
-        with open_project(root, slug) as store:
-            infos = runs.list_runs(store)
-        choices = _run_choices(infos)
-        ids = [r.id for r in infos]
-        run_id = int(run_id) if run_id not in (None, "") and int(run_id) in ids else (ids[0] if ids else None)
-        compare_id = compare_id if compare_id in ids and compare_id != run_id else ""
-        others = [("none", "")] + [c for c in choices if c[1] != run_id]
-        return (
-            _table(infos),
-            gr.Dropdown(choices=choices, value=run_id),
-            gr.Dropdown(choices=others, value=compare_id),
+# -- values for the components ------------------------------------------------------------------
+def _live_values(live: LivePanel, shown: view.LiveView) -> dict[gr.components.Component, Any]:
+    """Component values for a live view; an unchanged view only updates the progress line."""
+    out: dict[gr.components.Component, Any] = {
+        live.progress: shown.progress,
+        live.seen: shown.stamp,
+        live.timer: gr.Timer(active=shown.active),
+    }
+    if shown.changed:
+        out.update(
+            {
+                live.metrics_plot: shown.metrics,
+                live.loss_plot: shown.loss,
+                live.class_plot: shown.class_ap,
+                live.lr_plot: shown.lr,
+                live.log_box: shown.log_tail,
+                live.class_dd: gr.Dropdown(choices=shown.class_names, value=shown.classes),
+            }
         )
+    if shown.log_changed:
+        out[live.log_file] = str(shown.log_path) if shown.log_path else None
+    return out
 
-    def _defaults(slug: str | None):
+
+def _runs_values(page: TrainPage, rv: view.RunsView) -> dict[gr.components.Component, Any]:
+    return {
+        page.runs.table: rv.rows,
+        page.live.run_dd: gr.Dropdown(choices=rv.run_choices, value=rv.run_id),
+        page.live.compare_dd: gr.Dropdown(choices=rv.compare_choices, value=rv.compare_id),
+    }
+
+
+def _ordered(values: dict[gr.components.Component, Any], outputs: list) -> list[Any]:
+    """``values`` as a list in ``outputs`` order (what the app's project refresh expects)."""
+    return [values.get(c, gr.skip()) for c in outputs]
+
+
+def _refused(exc: Exception) -> str:
+    return f"**Not done:** {md_text(str(exc) or exc.__class__.__name__)}"
+
+
+# -- wiring ---------------------------------------------------------------------------------------
+def build(ctx: PageContext) -> PageHooks:
+    why = gr.Markdown(elem_id="train-defaults-why")
+    start_btn, form = _settings_panel()
+    message = gr.Markdown(elem_id="train-message")
+    page = TrainPage(why, start_btn, form, message, _live_panel(), _runs_panel())
+    _wire_actions(ctx, page)
+    _wire_live(ctx, page)
+    _wire_delete(ctx, page)
+    return PageHooks(refresh=_refresher(ctx.root, page), outputs=page.refresh_outputs())
+
+
+def _refresher(root: Path, page: TrainPage):
+    def refresh(slug: str | None) -> list[Any]:
         if not slug:
-            return ["No project open.", *[gr.skip()] * len(setting_inputs)]
+            values = {page.why: "No project open.", **_runs_values(page, view.runs_view([]))}
+            values.update(_live_values(page.live, view.LiveView()))
+            return _ordered(values, page.refresh_outputs())
         with open_project(root, slug) as store:
-            n_train = count_train_images(store)
-            saved = runs.load_train_settings(store)
-        settings, text = default_settings(n_train, detect_hardware())
-        if saved:
-            settings = {**settings, **{k: v for k, v in saved.items() if k in SETTING_KEYS}}
-            text += " (Showing the settings of your last run.)"
-        return [f"**Suggested:** {text}", *[settings[k] for k in SETTING_KEYS]]
+            why_text, suggested = train_settings.suggested(store)
+            values = {page.why: why_text, **page.form.values(suggested)}
+            values.update(_runs_values(page, view.load_runs_view(store)))
+            shown = view.live_view(store, view.latest_run_id(store), None, [], None, True)
+        values.update(_live_values(page.live, shown))
+        return _ordered(values, page.refresh_outputs())
 
-    def refresh(slug: str | None):
-        with_runs = _runs_view(slug)
-        latest = None
-        if slug:
+    return refresh
+
+
+def _wire_actions(ctx: PageContext, page: TrainPage) -> None:
+    root, live = ctx.root, page.live
+
+    @guarded
+    def start(slug: str | None, *values: Any):
+        form_values = dict(zip(TrainSettings.names(), values, strict=True))
+        try:
             with open_project(root, slug) as store:
-                latest = next((r.id for r in runs.list_runs(store, check_liveness=False)), None)
-        return [*_defaults(slug), *with_runs, *_live(slug, latest, None, [], None, True)]
+                started = train_settings.start_training(store, TrainSettings.from_values(form_values))
+                rv = view.load_runs_view(store, started.run_id)
+        except USER_ERRORS as exc:
+            return {page.message: _refused(exc)}
+        return {page.message: md_text(started.message), **_runs_values(page, rv)}
 
+    def action(service):
+        @guarded
+        def handler(slug: str | None, run_id: Any):
+            try:
+                with open_project(root, slug) as store:
+                    return {page.message: md_text(service(store, run_id))}
+            except USER_ERRORS as exc:
+                return {page.message: _refused(exc)}
+
+        return handler
+
+    view_inputs = [ctx.project, live.run_dd, live.compare_dd, live.class_dd]
+    forced = _live_handler(root, page, force=True)
+    page.start_btn.click(
+        start, [ctx.project, *page.form.inputs()], [page.message, *page.runs_outputs()]
+    ).success(forced, view_inputs, live.outputs())
+    live.stop_btn.click(
+        action(train_settings.stop_training), [ctx.project, live.run_dd], [page.message]
+    ).then(forced, view_inputs, live.outputs())
+    live.resume_btn.click(
+        action(train_settings.resume_training), [ctx.project, live.run_dd], [page.message]
+    ).success(
+        _runs_handler(root, page), [ctx.project, live.run_dd, live.compare_dd], page.runs_outputs()
+    ).then(forced, view_inputs, live.outputs())
+    page.form.model_size.input(
+        train_settings.default_resolution, [page.form.model_size], [page.form.resolution]
+    )
+
+
+def _runs_handler(root: Path, page: TrainPage):
     @guarded
-    def start(slug, *values):
-        settings = dict(zip(SETTING_KEYS, values, strict=True))
-        if settings["model_size"] not in MODEL_SIZES:
-            raise gr.Error("Choose a model size.")
-        block = MODEL_SIZES[settings["model_size"]].block_size
-        if int(settings["resolution"] or 0) % block:
-            raise gr.Error(f"Resolution must be a multiple of {block} for {settings['model_size']}.")
+    def runs_view(slug: str | None, run_id: Any = None, compare_id: Any = None):
+        if not slug:
+            return _runs_values(page, view.runs_view([]))
         with open_project(root, slug) as store:
-            source = runs.check_pretrained(settings)
-            runs.save_train_settings(store, settings)
-            full = {**settings, "augment": aug.load_settings(store), **runs.hidden_overrides()}
-            run_id = runs.create_run(store, full)
-            runs.start_run(store, run_id)
-        text = (
-            f"Started run #{run_id} ({source}); training runs in its own process — you can reload the page."
-        )
-        return [text, *_runs_view(slug, run_id)]
+            return _runs_values(page, view.load_runs_view(store, run_id, compare_id))
+
+    return runs_view
+
+
+def _live_handler(root: Path, page: TrainPage, force: bool, with_runs: bool = False):
+    """The live view handler; ``with_runs``: also refresh the table and pickers when a status changed."""
 
     @guarded
-    def stop(slug, run_id):
-        if not run_id:
-            raise gr.Error("No run selected.")
+    def handler(slug: str | None, run_id: Any, compare_id: Any, classes: list[str] | None, last: Any = None):
+        if not slug:
+            return _live_values(page.live, view.LiveView())
         with open_project(root, slug) as store:
-            runs.request_stop(store, int(run_id))
-        return (
-            f"Stop requested for run #{run_id}: it ends after the current step and keeps its best checkpoint."
-        )
+            shown = view.live_view(store, run_id, compare_id, classes, last, force)
+            values = _live_values(page.live, shown)
+            if with_runs and shown.stamp != last:
+                rv = view.load_runs_view(store, run_id, compare_id)
+                runs_values = _runs_values(page, rv)
+                if last is not None and shown.stamp and shown.stamp.statuses == last.statuses:
+                    runs_values = {page.runs.table: rv.rows}  # pickers only change with a status
+                values.update(runs_values)
+        return values
+
+    return handler
+
+
+def _wire_live(ctx: PageContext, page: TrainPage) -> None:
+    live = page.live
+    view_inputs = [ctx.project, live.run_dd, live.compare_dd, live.class_dd]
+    forced = _live_handler(ctx.root, page, force=True)
+    tick = _live_handler(ctx.root, page, force=False, with_runs=True)
+    live.run_dd.input(_runs_handler(ctx.root, page), [ctx.project, live.run_dd], page.runs_outputs()).then(
+        forced, view_inputs, live.outputs()
+    )
+    live.compare_dd.input(forced, view_inputs, live.outputs())
+    live.class_dd.input(forced, view_inputs, live.outputs())
+    live.timer.tick(
+        tick, [*view_inputs, live.seen], [*live.outputs(), *page.runs_outputs()], show_progress="hidden"
+    )
+
+
+def _wire_delete(ctx: PageContext, page: TrainPage) -> None:
+    root, rp, live = ctx.root, page.runs, page.live
 
     @guarded
-    def resume(slug, run_id):
-        if not run_id:
-            raise gr.Error("No run selected.")
-        with open_project(root, slug) as store:
-            info = runs.get_run(store, int(run_id))
-            if info.status in runs.ACTIVE:
-                raise gr.Error(f"Run #{run_id} is still running.")
-            if info.status == "completed":
-                raise gr.Error(f"Run #{run_id} has finished all its epochs; start a new run instead.")
-            runs.start_run(store, int(run_id), resume=True)
-        return f"Resuming run #{run_id} from its last checkpoint."
-
-    @guarded
-    def ask_delete(run_id):
+    def ask_delete(run_id: Any):
         if not run_id:
             raise gr.Error("No run selected.")
         return gr.Row(visible=True), f"Delete run #{run_id} with its checkpoints and metrics?"
 
     @guarded
-    def do_delete(slug, run_id):
+    def do_delete(slug: str | None, run_id: Any):
         with open_project(root, slug) as store:
             runs.delete_run(store, int(run_id))
         return gr.Row(visible=False), f"Run #{run_id} deleted."
 
-    @guarded
-    def live(slug, run_id, compare_id, classes, last):
-        return _live(slug, run_id, compare_id, classes, last, False)
-
-    @guarded
-    def live_forced(slug, run_id, compare_id, classes):
-        return _live(slug, run_id, compare_id, classes, None, True)
-
-    @guarded
-    def tick(slug, run_id, compare_id, classes, last):
-        out = _live(slug, run_id, compare_id, classes, last, False)
-        changed = out[7] != last
-        return [*out, _runs_view(slug, run_id, compare_id)[0] if changed else gr.skip()]
-
-    runs_outputs = [table, run_dd, compare_dd]
-    view = [ctx.project, run_dd, compare_dd, class_dd]
-    start_btn.click(start, [ctx.project, *setting_inputs], [message, *runs_outputs]).success(
-        live_forced, view, live_outputs
-    )
-    stop_btn.click(stop, [ctx.project, run_dd], [message]).then(live_forced, view, live_outputs)
-    resume_btn.click(resume, [ctx.project, run_dd], [message]).success(
-        _runs_view, [ctx.project, run_dd, compare_dd], runs_outputs
-    ).then(live_forced, view, live_outputs)
-    run_dd.input(_runs_view, [ctx.project, run_dd], runs_outputs).then(live_forced, view, live_outputs)
-    compare_dd.input(live_forced, view, live_outputs)
-    class_dd.input(live_forced, view, live_outputs)
-    timer.tick(tick, [*view, seen], [*live_outputs, table], show_progress="hidden")
-    size.input(lambda s: MODEL_SIZES[s].resolution, [size], [resolution])
-    delete_btn.click(ask_delete, [run_dd], [confirm_row, confirm_md])
-    cancel_btn.click(lambda: gr.Row(visible=False), None, [confirm_row])
-    confirm_btn.click(do_delete, [ctx.project, run_dd], [confirm_row, message]).then(
-        _runs_view, [ctx.project], runs_outputs
-    ).then(live_forced, view, live_outputs)
-    return PageHooks(refresh=refresh, outputs=[why, *setting_inputs, *runs_outputs, *live_outputs])
+    view_inputs = [ctx.project, live.run_dd, live.compare_dd, live.class_dd]
+    rp.delete_btn.click(ask_delete, [live.run_dd], [rp.confirm_row, rp.confirm_md])
+    rp.cancel_btn.click(lambda: gr.Row(visible=False), None, [rp.confirm_row])
+    rp.confirm_btn.click(do_delete, [ctx.project, live.run_dd], [rp.confirm_row, page.message]).then(
+        _runs_handler(root, page), [ctx.project], page.runs_outputs()
+    ).then(_live_handler(root, page, force=True), view_inputs, live.outputs())

@@ -1,18 +1,31 @@
-"""Runs without training: snapshot hash, run rows and files, liveness of a dead trainer, defaults."""
+"""Runs without training: snapshot hash, run rows and files, liveness of a dead trainer, defaults, the
+Train page's settings rules, status words, escaping, the LR axis, the log tail and the trainer lock."""
 
 from __future__ import annotations
 
+import math
+import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
 from studio.errors import StudioError
-from studio.services.train import runs
+from studio.services.train import plots, runfolder, runs, view
 from studio.services.train.defaults import MODEL_SIZES, Hardware, default_settings
+from studio.services.train.settings import (
+    SettingsError,
+    TrainSettings,
+    check_resumable,
+    default_resolution,
+    resume_training,
+)
+from studio.services.train.status import VOCABULARY, status_label
 from studio.store import Annotation, Image, Run, RunMetric
+from studio.store.models import RUN_STATUSES
 from tests.support.studio_run_fixtures import TINY_RUN, make_project
 
 
@@ -101,3 +114,109 @@ def test_model_size_table_matches_the_variant() -> None:
     assert round(n_params / 1e6, 1) == MODEL_SIZES["Nano"].params_m
     assert nano.model_config.resolution == MODEL_SIZES["Nano"].resolution
     assert nano.model_config.block_size == MODEL_SIZES["Nano"].block_size
+
+
+# -- settings rules, status words, what the page shows (issues 12, 13, 19) ---------------------------
+def test_train_settings_rules_name_what_to_change() -> None:
+    ok = TrainSettings.from_values({**TINY_RUN, "weights_path": ""})
+    assert ok.validate() is ok and ok.resolution == 64 and ok.model_size == "Nano"
+    assert "augment" not in ok.to_dict()  # only the form's own keys are kept
+    with pytest.raises(SettingsError, match="multiple of 32 for Nano"):
+        replace(ok, resolution=100).validate()
+    with pytest.raises(SettingsError, match="multiple of 56 for Base"):
+        replace(ok, model_size="Base", resolution=384).validate()
+    replace(ok, model_size="Base", resolution=560).validate()
+    with pytest.raises(SettingsError, match="Choose a model size"):
+        replace(ok, model_size="Huge").validate()
+    with pytest.raises(SettingsError, match="Epochs must be a number"):
+        TrainSettings.from_values({"epochs": None}).validate()
+    assert default_resolution("Medium") == MODEL_SIZES["Medium"].resolution
+
+
+def test_resume_is_refused_for_a_running_or_finished_run(store) -> None:
+    run_id = runs.create_run(store, TINY_RUN)
+    for status, refused in (("running", "still running"), ("completed", "finished all its epochs")):
+        with store.session() as s:
+            s.get(Run, run_id).status = status
+        with pytest.raises(SettingsError, match=refused):
+            check_resumable(runs.get_run(store, run_id))
+    for status in ("stopped", "failed", "interrupted"):
+        with store.session() as s:
+            s.get(Run, run_id).status = status
+        check_resumable(runs.get_run(store, run_id))
+    with pytest.raises(SettingsError, match="No run selected"):
+        resume_training(store, None)
+
+
+def test_one_status_vocabulary_and_the_pickers_follow_the_status(store) -> None:
+    assert [status_label(s) for s in RUN_STATUSES] == [
+        "queued",
+        "running",
+        "finished",
+        "failed",
+        "stopped",
+        "interrupted",
+    ]
+    assert status_label("running", stop_requested=True) == "stopping"
+    assert {status_label(s) for s in RUN_STATUSES} | {"stopping"} == set(VOCABULARY)
+    run_id = runs.create_run(store, TINY_RUN)
+    with store.session() as s:
+        s.get(Run, run_id).status = "stopped"
+    assert view.load_runs_view(store).run_choices == [(f"#{run_id} Nano · stopped", run_id)]
+    with store.session() as s:
+        s.get(Run, run_id).status = "completed"
+    shown = view.load_runs_view(store, run_id)
+    assert shown.run_choices == [(f"#{run_id} Nano · finished", run_id)] and shown.run_id == run_id
+    assert shown.rows[0][3] == "finished"
+
+
+def test_a_hostile_run_error_is_escaped_and_capped_in_the_progress_html(store) -> None:
+    run_id = runs.create_run(store, TINY_RUN)
+    evil = "Refusing to unpickle: ['<img src=x onerror=window.__xss=1>.x'] " + "A" * 100_000
+    with store.session() as s:
+        run = s.get(Run, run_id)
+        run.status, run.error = "failed", evil
+    html = view.progress_html(runs.get_run(store, run_id))
+    assert "<img" not in html and "&lt;img src=x onerror=window.__xss=1&gt;" in html
+    assert len(html) < 3000 and "more characters" in html
+
+
+def test_the_learning_rate_plot_is_a_log_axis_fitted_to_the_values(store) -> None:
+    run_id = runs.create_run(store, TINY_RUN)
+    with store.session() as s:
+        s.add_all(RunMetric(run_id=run_id, epoch=1, step=k, name="lr", value=7e-05) for k in range(5))
+    fig = plots.lr_figure(store, [run_id])
+    low, high = fig.layout.yaxis.range
+    assert fig.layout.yaxis.type == "log" and low < math.log10(7e-05) < high and high - low <= 2
+    assert list(fig.data[0].y) == [7e-05] * 5
+
+
+def test_the_log_tail_shows_our_progress_lines_and_the_full_log_is_kept(store) -> None:
+    run_id = runs.create_run(store, TINY_RUN)
+    folder = runs.run_dir(store, run_id)
+    noise = "💡 Tip: For seamless cloud uploads try litmodels\nFound 385 module(s) in eval mode.\n"
+    (folder / runfolder.LOG_FILE).write_text(noise + "12:00:01 epoch 1/2 done: mAP@50:95 0.1000\n")
+    assert "eval mode" in runs.run_log_tail(store, run_id)  # a run from before progress lines: raw log
+    (folder / runfolder.PROGRESS_FILE).write_text("12:00:01 epoch 1/2 done: mAP@50:95 0.1000\n")
+    assert runs.run_log_tail(store, run_id) == "12:00:01 epoch 1/2 done: mAP@50:95 0.1000"
+    assert runs.log_file(store, run_id).read_text().startswith(noise)
+
+
+def test_a_locked_run_folder_refuses_a_second_trainer_and_counts_as_alive(store) -> None:
+    run_id = runs.create_run(store, TINY_RUN)
+    folder = runs.run_dir(store, run_id)
+    fd = runfolder.acquire(folder, run_id)  # what a trainer process holds for its whole life
+    try:
+        assert runfolder.is_locked(folder)
+        with pytest.raises(runfolder.RunLocked, match="already being trained"):
+            runs.start_run(store, run_id)
+        assert runs.get_run(store, run_id).status == "queued"  # the refused start changed nothing
+        with pytest.raises(runfolder.RunLocked):
+            runfolder.acquire(folder, run_id)
+        with store.session() as s:
+            s.get(Run, run_id).status = "running"  # no pid, no heartbeat: only the lock says it lives
+        assert runs.refresh_liveness(store) == []
+    finally:
+        os.close(fd)
+    assert not runfolder.is_locked(folder)
+    assert runs.refresh_liveness(store) == [run_id]  # the lock is gone: the trainer is gone

@@ -32,3 +32,33 @@ def make_project(root: Path, n: int = 4, size: int = 64) -> ProjectStore:
     store = ProjectStore.create(root / "project", "tiny")
     import_dataset(store, data)
     return store
+
+
+#: A pickle global name that is also an HTML payload: if it ever reaches a page unescaped, the image
+#: fails to load and its handler sets ``window.__xss``.
+XSS_GLOBAL = "<img src=x onerror=window.__xss=1>"
+
+
+def write_hostile_checkpoint(path: Path, module: str = XSS_GLOBAL) -> Path:
+    """A ``.pth`` whose pickle names a class in module ``module``: the safe loader refuses it and
+    quotes the name in its error (the class is registered only while saving, then forgotten)."""
+    import sys
+    import types
+
+    import torch
+
+    names = [module, module.split(".")[0]]  # pickle imports the dotted parents too
+    evil = type("x", (), {"__module__": module, "__qualname__": "x"})
+    fake = types.ModuleType(module)
+    fake.x = evil
+    saved = {n: sys.modules.get(n) for n in names}
+    sys.modules.update({module: fake, names[1]: types.ModuleType(names[1])})
+    try:
+        torch.save({"model": {}, "args": evil()}, path)
+    finally:
+        for n, old in saved.items():
+            if old is None:
+                sys.modules.pop(n, None)
+            else:
+                sys.modules[n] = old
+    return path

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -19,7 +20,10 @@ from PIL import Image as PILImage
 from PIL import ImageDraw
 from sqlalchemy import or_, select
 
+from rfdetr_core.ops.boxes import xywh_to_xyxy_np
 from studio.errors import StudioError
+from studio.services.train.defaults import MODEL_SIZES
+from studio.services.train.runs import load_train_settings
 from studio.store import Annotation, Category, Image, Project, ProjectStore
 
 if TYPE_CHECKING:  # torch is imported on first use, not when the app starts
@@ -147,7 +151,8 @@ def preview_samples(
     out = []
     for i, im in enumerate(images):
         rows = boxes.get(im.id, [])
-        xyxy = np.array([[a.x, a.y, a.x + a.w, a.y + a.h] for a in rows], dtype=np.float32).reshape(-1, 4)
+        xywh = np.array([[a.x, a.y, a.w, a.h] for a in rows], dtype=np.float64).reshape(-1, 4)
+        xyxy = xywh_to_xyxy_np(xywh).astype(np.float32)
         labels = np.array([a.category_id for a in rows], dtype=np.int64)
         with PILImage.open(store.image_path(im)) as src:
             out.append((im, pipeline.preview(src.convert("RGB"), xyxy, seed=seed * 1000 + i, labels=labels)))
@@ -173,3 +178,26 @@ def preview_grid(
         caption = f"{im.original_name} · {w}×{h} · {len(sample.boxes)} box(es)"
         out.append((_draw(sample.image, sample.boxes, sample.labels, names), caption))
     return out
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A grid for the Augment page and the line that says what it shows."""
+
+    items: list[tuple[np.ndarray, str]]
+    text: str
+
+
+def next_run_size(store: ProjectStore) -> tuple[int, int, str]:
+    """Resolution, block size and name of the model the next run trains (Nano until one is chosen):
+    the preview crops and scales as that run will."""
+    train = load_train_settings(store) or {}
+    size = MODEL_SIZES.get(train.get("model_size", "Nano"), MODEL_SIZES["Nano"])
+    return int(train.get("resolution") or size.resolution), size.block_size, size.name
+
+
+def preview_for_next_run(store: ProjectStore, settings: dict[str, Any], seed: int, n: int) -> Preview:
+    """:func:`preview_grid` at the next run's resolution, with its description."""
+    resolution, block, name = next_run_size(store)
+    items = preview_grid(store, settings, int(seed or 0), n, resolution, block)
+    return Preview(items, f"{len(items)} samples · seed {int(seed or 0)} · {name} at {resolution} px")

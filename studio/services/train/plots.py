@@ -7,6 +7,7 @@ run with its own line style on the same axes.
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 
 import plotly.graph_objects as go
@@ -23,6 +24,7 @@ VAL_CURVES = (
 )
 DASHES = ("solid", "dash", "dot", "dashdot")
 SMOOTHING = 0.8  # exponential moving average of the step loss (as TensorBoard's slider)
+LR_MARGIN_DECADES = 0.5  # room above and below the learning-rate curve, in powers of ten
 
 
 def metric_names(store: ProjectStore, run_id: int) -> list[str]:
@@ -133,10 +135,21 @@ def class_ap_figure(store: ProjectStore, run_ids: list[int], classes: list[str] 
 
 
 def lr_figure(store: ProjectStore, run_ids: list[int]) -> go.Figure:
+    """Learning rate per step on a log axis fitted to the values.
+
+    Why not plotly's autorange: a constant rate (``7e-05`` all run long) autoscales to a flat line on
+    a −1…1 axis. Learning rates live on a log scale anyway (warm-up and drops are factors of ten).
+    """
     fig, labels = go.Figure(), _labels(store, run_ids)
+    positive: list[float] = []
     for k, run_id in enumerate(run_ids):
         xs, ys = series(store, run_id, ["lr"], by="step").get("lr", ([], []))
+        positive += [y for y in ys if y > 0]
         fig.add_scatter(
             x=xs, y=ys, mode="lines", name=labels.get(run_id, str(run_id)), line=dict(dash=DASHES[k % 4])
         )
+    fig.update_yaxes(type="log", exponentformat="e")
+    if positive:
+        low, high = math.log10(min(positive)), math.log10(max(positive))
+        fig.update_yaxes(range=[low - LR_MARGIN_DECADES, high + LR_MARGIN_DECADES])
     return _layout(fig, "Learning rate", "step", "lr")

@@ -10,7 +10,10 @@ Why it looks like this:
   metrics and a heartbeat; the UI writes ``stop_requested``.
 - A process can die without saying so (``kill -9``, power loss). A run that claims to be running is
   checked on every read: its pid must be alive, be our trainer, and have beaten recently; otherwise
-  it is marked ``interrupted`` and can be resumed from ``last.ckpt``.
+  it is marked ``interrupted`` and can be resumed from ``last.ckpt``. The trainer's OS lock on the run
+  folder (:mod:`~studio.services.train.runfolder`) is the stronger proof of life: while it is held the
+  run is not given up even if a heartbeat is late (a long database lock), and :func:`start_run` refuses
+  a second trainer for a locked run.
 """
 
 from __future__ import annotations
@@ -30,14 +33,16 @@ from sqlalchemy import select, update
 
 from studio.errors import StudioError
 from studio.services.data.dataset_export import export_coco
+from studio.services.train import runfolder
 from studio.services.train.defaults import MODEL_SIZES
+from studio.services.train.status import ACTIVE, status_label
 from studio.store import Image, ProjectStore, Run
 from studio.store.models import utcnow
 
 RUNS_DIR = "runs"
 REPO_ROOT = Path(__file__).resolve().parents[3]
 HEARTBEAT_STALE_S = 90.0  # the trainer beats every few seconds from its own thread
-ACTIVE = ("queued", "running")
+WORKER_MODULE = "studio.services.train.worker"
 _children: dict[int, subprocess.Popen] = {}  # trainers this process started (reaped on liveness checks)
 
 
@@ -120,8 +125,13 @@ def create_run(store: ProjectStore, settings: dict[str, Any], name: str | None =
 
 
 def start_run(store: ProjectStore, run_id: int, resume: bool = False) -> int:
-    """Launch the trainer process for ``run_id`` (``resume``: continue from its ``last.ckpt``); pid."""
-    with store.session() as s:
+    """Launch the trainer process for ``run_id`` (``resume``: continue from its ``last.ckpt``); pid.
+
+    The run folder's trainer lock is taken here and handed to the child (``pass_fds``), so from this
+    call on exactly one process holds it: a second start on the same run is refused
+    (:class:`~studio.services.train.runfolder.RunLocked`) before anything in the database changes.
+    """
+    with store.session(readonly=True) as s:
         run = s.get(Run, run_id)
         if run is None:
             raise StudioError(f"Run {run_id} does not exist.")
@@ -129,25 +139,40 @@ def start_run(store: ProjectStore, run_id: int, resume: bool = False) -> int:
             raise StudioError(f"Run {run_id} is already running.")
         if resume and not (store.path / (run.output_dir or "") / "last.ckpt").is_file():
             raise StudioError(f"Run {run_id} has no checkpoint to resume from yet; start a new run.")
-        run.status, run.stop_requested, run.error, run.finished_at = "queued", False, None, None
-        run.config = {**run.config, "resume": bool(resume)}
     folder = run_dir(store, run_id)
-    folder.mkdir(parents=True, exist_ok=True)
+    lock_fd = runfolder.acquire(folder, run_id)
+    try:
+        with store.session() as s:
+            run = s.get(Run, run_id)
+            run.status, run.stop_requested, run.error, run.finished_at = "queued", False, None, None
+            run.pid, run.config = None, {**run.config, "resume": bool(resume)}
+        proc = _spawn(store, run_id, folder, lock_fd)
+    finally:
+        os.close(lock_fd)  # the child holds its own copy of the descriptor, and with it the lock
+    with store.session() as s:
+        s.execute(update(Run).where(Run.id == run_id).values(pid=proc.pid, heartbeat_at=utcnow()))
+    return proc.pid
+
+
+def _spawn(store: ProjectStore, run_id: int, folder: Path, lock_fd: int) -> subprocess.Popen:
+    """The trainer process, in its own session (survives the app), printing into ``train.log``."""
     cmd = [
         sys.executable,
         "-m",
-        "studio.services.train.worker",
+        WORKER_MODULE,
         "--project",
         str(store.path),
         "--run",
         str(run_id),
+        "--lock-fd",
+        str(lock_fd),
     ]
     env = dict(
         os.environ,
         PYTHONUNBUFFERED="1",
         PYTHONPATH=os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p),
     )
-    with open(folder / "train.log", "a") as log:
+    with open(folder / runfolder.LOG_FILE, "a") as log:
         proc = subprocess.Popen(
             cmd,
             cwd=REPO_ROOT,
@@ -156,11 +181,10 @@ def start_run(store: ProjectStore, run_id: int, resume: bool = False) -> int:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            pass_fds=(lock_fd,),
         )
     _children[proc.pid] = proc
-    with store.session() as s:
-        s.execute(update(Run).where(Run.id == run_id).values(pid=proc.pid, heartbeat_at=utcnow()))
-    return proc.pid
+    return proc
 
 
 def request_stop(store: ProjectStore, run_id: int) -> None:
@@ -189,17 +213,23 @@ def _alive(pid: int) -> bool:
             cmdline = (proc / "cmdline").read_bytes()
         except OSError:
             return False
-        return state != "Z" and b"studio.services.train.worker" in cmdline
+        return state != "Z" and WORKER_MODULE.encode() in cmdline
     return True
 
 
 def refresh_liveness(store: ProjectStore) -> list[int]:
-    """Mark runs whose trainer died without a word as ``interrupted``; return their ids."""
+    """Mark runs whose trainer died without a word as ``interrupted``; return their ids.
+
+    A run whose folder is locked has a live trainer (the kernel drops the lock when a process dies),
+    so it is never given up, even with a late heartbeat; otherwise the pid and the heartbeat decide.
+    """
     now = utcnow()
     dead = []
     with store.session(readonly=True) as s:
         active = list(s.execute(select(Run.id, Run.pid, Run.heartbeat_at).where(Run.status.in_(ACTIVE))))
     for run_id, pid, beat in active:
+        if runfolder.is_locked(run_dir(store, run_id)):
+            continue
         stale = beat is not None and now - _naive(beat) > timedelta(seconds=HEARTBEAT_STALE_S)
         if pid is None or not _alive(pid) or stale:
             dead.append(run_id)
@@ -243,8 +273,8 @@ class RunInfo:
 
     @property
     def status_label(self) -> str:
-        """What the table shows (``completed`` reads "finished" to people)."""
-        return "finished" if self.status == "completed" else self.status
+        """The word people see (:func:`~studio.services.train.status.status_label`)."""
+        return status_label(self.status, self.stop_requested)
 
 
 def _info(run: Run) -> RunInfo:
@@ -306,8 +336,19 @@ def kill_run(store: ProjectStore, run_id: int) -> None:
         os.kill(pid, signal.SIGTERM)
 
 
+def log_file(store: ProjectStore, run_id: int) -> Path | None:
+    """The trainer's full log (everything it printed), for download; ``None`` before it started."""
+    path = run_dir(store, run_id) / runfolder.LOG_FILE
+    return path if path.is_file() else None
+
+
 def run_log_tail(store: ProjectStore, run_id: int, lines: int = 40) -> str:
-    path = run_dir(store, run_id) / "train.log"
+    """The last progress lines the trainer wrote (``progress.log``: the studio's own lines, no library
+    noise); the raw log only for a run started before progress lines existed."""
+    folder = run_dir(store, run_id)
+    path = folder / runfolder.PROGRESS_FILE
+    if not path.is_file():
+        path = folder / runfolder.LOG_FILE
     if not path.is_file():
         return ""
     with open(path, "rb") as fh:
@@ -344,7 +385,7 @@ def check_pretrained(settings: dict[str, Any], timeout_s: float = 3.0) -> str:
     import socket
     from urllib.parse import urlparse
 
-    from rfdetr_core.variants import VARIANTS
+    from rfdetr_core.variants import MODEL_CLASSES
     from rfdetr_core.weights import asset_for, model_cache_dir
 
     source = settings.get("pretrained", "official")
@@ -355,7 +396,7 @@ def check_pretrained(settings: dict[str, Any], timeout_s: float = 3.0) -> str:
         if not path.is_file():
             raise StudioError(f"Local weights file not found: '{path}'. Pick an existing .pth file.")
         return f"local file {path}"
-    name = VARIANTS[f"RFDETR{settings.get('model_size', 'Nano')}"]._model_config_class().pretrain_weights
+    name = MODEL_CLASSES[f"RFDETR{settings.get('model_size', 'Nano')}"]._model_config_class().pretrain_weights
     cached = model_cache_dir() / str(name)
     if cached.is_file():
         return f"official {name} (cached)"
