@@ -1,5 +1,5 @@
 """Classes page: the supercategory tree, per-split counts (plotly), what the model trains on,
-warnings, and rename / merge / delete / add."""
+warnings (with the train/valid leakage through near-duplicates), and rename / merge / delete / add."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import gradio as gr
 
 from studio.pages import PageContext, PageHooks, guarded, open_project
 from studio.services.data import classes as svc
+from studio.services.data import duplicates as dup
 from studio.text import html_text, md_text
 
 TITLE = "Classes"
@@ -26,6 +27,7 @@ class ClassesView:
 
     trained: gr.Markdown
     warnings: gr.Markdown
+    leakage: gr.Markdown
     tree: gr.HTML
     chart: gr.Plot
     table: gr.Dataframe
@@ -63,16 +65,19 @@ def _values(root: Path, slug: str | None, ui: ClassesView) -> dict[Any, Any]:
         return {
             ui.trained: "No project open.",
             ui.warnings: "",
+            ui.leakage: "",
             ui.tree: "",
             ui.chart: None,
             ui.table: [],
         } | empty
     with open_project(root, slug) as store:
         view = svc.class_overview(store)
+        leakage = dup.leakage_line(store)
     picker = gr.Dropdown(choices=view.choices, value=None)
     return {
         ui.trained: view.trained_md,
         ui.warnings: view.warnings_md,
+        ui.leakage: f"**Leakage:** {md_text(leakage)} See Data → Duplicates." if leakage else "",
         ui.tree: view.tree_html,
         ui.chart: _chart(view.counts),
         ui.table: gr.Dataframe(value=view.table_rows, headers=view.table_headers),
@@ -97,9 +102,10 @@ def _chart(counts: list[svc.ClassCount]) -> Any:
     return svc.class_chart(counts).update_layout(meta={"draw": uuid.uuid4().hex})
 
 
-def _overview_panel() -> tuple[gr.Markdown, gr.Markdown, gr.HTML, gr.Plot, gr.Dataframe]:
+def _overview_panel() -> tuple[gr.Markdown, gr.Markdown, gr.Markdown, gr.HTML, gr.Plot, gr.Dataframe]:
     trained = gr.Markdown(elem_id="classes-trained")
     warnings = gr.Markdown(elem_id="classes-warnings")
+    leakage = gr.Markdown(elem_id="classes-leakage")
     with gr.Row(equal_height=False):
         with gr.Column(scale=1, min_width=260):
             gr.Markdown("### Class tree")
@@ -109,7 +115,7 @@ def _overview_panel() -> tuple[gr.Markdown, gr.Markdown, gr.HTML, gr.Plot, gr.Da
     table = gr.Dataframe(
         interactive=False, elem_id="classes-table", label="Boxes / images per split", wrap=True
     )
-    return trained, warnings, tree, chart, table
+    return trained, warnings, leakage, tree, chart, table
 
 
 def _edit_panel() -> tuple[list[gr.Dropdown], ClassEdits]:

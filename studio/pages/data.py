@@ -1,5 +1,6 @@
 """Data page: import (folder path or .zip upload) with progress and report, a paged gallery with
-boxes drawn and split/class filters, and COCO / YOLO zip export."""
+boxes drawn and split/class filters, COCO / YOLO zip export, and the Duplicates panel (near-copies,
+train/valid leakage, keep one / move the group into one split; :mod:`studio.services.data.duplicates`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import gradio as gr
 
 from studio.housekeeping import export_temp_dir
 from studio.pages import PageContext, PageHooks, guarded, open_project
+from studio.services.data import duplicates as dup
 from studio.services.data import gallery as gal
 from studio.services.data.importing.report import ImportAborted
 from studio.text import html_text, md_text
@@ -46,6 +48,25 @@ class DataState:
 
 
 @dataclass
+class DupUI:
+    """The Duplicates panel. ``groups`` (gr.State) holds the image ids of each group as last shown, so
+    an action acts on the group the user saw."""
+
+    find: gr.Button
+    summary: gr.Markdown
+    group: gr.Dropdown
+    gallery: gr.Gallery
+    keep: gr.Dropdown
+    keep_btn: gr.Button
+    split: gr.Dropdown
+    move_btn: gr.Button
+    groups: gr.State
+
+    def outputs(self) -> list[Any]:
+        return [self.summary, self.group, self.gallery, self.keep, self.groups]
+
+
+@dataclass
 class DataUI:
     """The page's components, by name."""
 
@@ -64,6 +85,7 @@ class DataUI:
     page_info: gr.Markdown
     gallery: gr.Gallery
     state: gr.State
+    dup: DupUI
 
     def view_outputs(self) -> list[Any]:
         """What showing a gallery page updates."""
@@ -71,7 +93,14 @@ class DataUI:
 
     def refresh_outputs(self) -> list[Any]:
         """What a refresh updates: the view, and for another project the filters and the import panel."""
-        return [*self.view_outputs(), self.split_dd, self.report, self.upload, self.export_file]
+        return [
+            *self.view_outputs(),
+            self.split_dd,
+            self.report,
+            self.upload,
+            self.export_file,
+            *self.dup.outputs(),
+        ]
 
 
 def _view(root: Path, ui: DataUI, want: DataState) -> dict[Any, Any]:
@@ -149,6 +178,83 @@ def _gallery_panel() -> tuple[gr.Dropdown, gr.Dropdown, gr.Button, gr.Button, gr
     return split_dd, class_dd, prev_btn, next_btn, page_info, gallery
 
 
+def _duplicates_panel() -> DupUI:
+    with gr.Column(elem_id="data-dup-panel"):
+        gr.Markdown("### Duplicates")
+        with gr.Row(elem_classes="toolbar"):
+            find = gr.Button("Find duplicates", elem_id="data-dup-find", scale=0, min_width=180)
+            summary = gr.Markdown(elem_id="data-dup-summary")
+        group = gr.Dropdown([], label="Group", elem_id="data-dup-group")
+        gallery = gr.Gallery(
+            columns=6, height="auto", object_fit="contain", show_label=False, format="jpeg",
+            elem_id="data-dup-gallery", interactive=False,
+        )  # fmt: skip
+        with gr.Row(elem_classes="toolbar"):
+            keep = gr.Dropdown([], label="Image to keep", elem_id="data-dup-keep", scale=2)
+            keep_btn = gr.Button(
+                "Keep this one, delete the others", variant="stop", elem_id="data-dup-keep-btn"
+            )
+            split = gr.Dropdown(
+                ["train", "valid", "test"], value="train", label="Split", elem_id="data-dup-split"
+            )
+            move_btn = gr.Button("Move the group into this split", elem_id="data-dup-move-btn")
+    return DupUI(find, summary, group, gallery, keep, keep_btn, split, move_btn, gr.State([]))
+
+
+def _dup_values(root: Path, d: DupUI, slug: str | None, index: int | None, note: str = "") -> dict[Any, Any]:
+    """The panel's values for group ``index`` (``note``: the result of the action just done)."""
+    if not slug:
+        return {
+            d.summary: "",
+            d.group: gr.Dropdown(choices=[], value=None),
+            d.gallery: [],
+            d.keep: None,
+            d.groups: [],
+        }
+    with open_project(root, slug) as store:
+        v = dup.duplicates_view(store, index)
+    return {
+        d.summary: (note + " " if note else "") + v.summary,
+        d.group: gr.Dropdown(choices=v.group_choices, value=v.group_index),
+        d.gallery: v.items,
+        d.keep: gr.Dropdown(choices=v.keep_choices, value=v.keep_choices[0][1] if v.keep_choices else None),
+        d.groups: v.groups,
+    }
+
+
+def _wire_duplicates(ctx: PageContext, ui: DataUI) -> None:
+    root, d = ctx.root, ui.dup
+
+    def group_ids(groups: list[list[int]], index: int | None) -> list[int]:
+        if index is None or not 0 <= int(index) < len(groups):
+            raise gr.Error("Find duplicates and pick a group first.")
+        return groups[int(index)]
+
+    @guarded
+    def keep(slug, groups, index, keep_id):
+        if keep_id is None:
+            raise gr.Error("Pick the image to keep.")
+        with open_project(root, slug) as store:
+            gone = dup.keep_one(store, int(keep_id), group_ids(groups, index))
+        return _dup_values(root, d, slug, index, f"Deleted {len(gone)} image(s).")
+
+    @guarded
+    def move(slug, groups, index, split):
+        with open_project(root, slug) as store:
+            n = dup.move_group(store, group_ids(groups, index), split)
+        return _dup_values(root, d, slug, index, f"Moved {n} image(s) to {md_text(split)}.")
+
+    reload = guarded(lambda slug, split, class_id: _view(root, ui, DataState(slug, split, class_id, 0)))
+    d.find.click(guarded(lambda slug: _dup_values(root, d, slug, 0)), [ctx.project], d.outputs())
+    d.group.input(guarded(lambda slug, i: _dup_values(root, d, slug, i)), [ctx.project, d.group], d.outputs())
+    d.keep_btn.click(keep, [ctx.project, d.groups, d.group, d.keep], d.outputs()).success(
+        reload, [ctx.project, ui.split_dd, ui.class_dd], ui.view_outputs()
+    ).then(ctx.header_text, [ctx.project], [ctx.header])
+    d.move_btn.click(move, [ctx.project, d.groups, d.group, d.split], d.outputs()).success(
+        reload, [ctx.project, ui.split_dd, ui.class_dd], ui.view_outputs()
+    )
+
+
 def _run_import(root: Path, slug: str | None, path_text: str, zip_path: str | None, progress) -> str:
     """Import the upload (or the typed path) and return the report, whose Source is the name the user
     knows: the uploaded file's own name, not the server's temporary path."""
@@ -211,8 +317,9 @@ def _wire(ctx: PageContext, ui: DataUI) -> None:
 def build(ctx: PageContext) -> PageHooks:
     state = gr.State(DataState())
     toolbar = _toolbar()
-    ui = DataUI(*toolbar, *_import_panel(), *_gallery_panel(), state)
+    ui = DataUI(*toolbar, *_import_panel(), *_gallery_panel(), state, _duplicates_panel())
     _wire(ctx, ui)
+    _wire_duplicates(ctx, ui)
 
     def refresh(slug: str | None, shown: DataState | None = None):
         """Tab select keeps the filters of the same project; another project starts afresh, with the
@@ -225,7 +332,7 @@ def build(ctx: PageContext) -> PageHooks:
                 ui.report: "",
                 ui.upload: None,
                 ui.export_file: gr.File(value=None, visible=False),
-            }
+            } | _dup_values(ctx.root, ui.dup, None, None)
         return [values.get(c, gr.skip()) for c in ui.refresh_outputs()]
 
     return PageHooks(refresh=refresh, outputs=ui.refresh_outputs(), select_inputs=[state])

@@ -31,6 +31,7 @@ from studio.pages import PageContext, PageHooks, guarded, open_project
 from studio.services.data.importing.report import ImportAborted
 from studio.services.label import editor_format as ed
 from studio.services.label import labeling as lab
+from studio.services.label import next as nxt
 from studio.services.label import proposals as prop
 from studio.services.label import session as ses
 from studio.services.label import splits as spl
@@ -54,6 +55,7 @@ STATUS_FILTER = [
     ("reviewed", "reviewed"),
 ]
 SPLIT_CHOICES = ["train", "valid", "test", lab.UNASSIGNED]
+ORDER_CHOICES = [("File order", nxt.ORDER_FILE), ("Most useful first (diversity)", nxt.ORDER_USEFUL)]
 EDITOR_HEIGHT = 560
 _CANCEL: dict[str, threading.Event] = {}  # session hash -> cancel flag of its pre-label batch
 
@@ -118,6 +120,7 @@ class Filters(_Group):
     cls: gr.Dropdown
     status: gr.Dropdown
     problems: gr.Checkbox
+    order: gr.Dropdown
 
 
 @dataclass
@@ -132,6 +135,7 @@ class View(_Group):
     message: gr.Markdown
     cursor: gr.State
     class_radio: gr.Radio
+    reason: gr.Markdown
 
     def show(self, v: ses.LabelView) -> dict[Any, Any]:
         if not v.redraw:
@@ -146,6 +150,7 @@ class View(_Group):
             self.message: v.message,
             self.cursor: v.cursor,
             self.class_radio: gr.Radio(choices=v.class_choices, value=v.class_value),
+            self.reason: v.reason,
         }
 
 
@@ -217,6 +222,7 @@ def _filters() -> Filters:
         gr.Dropdown([("All classes", ALL)], value=ALL, label="Class", elem_id="label-filter-class"),
         gr.Dropdown(STATUS_FILTER, value=ALL, label="Status", elem_id="label-filter-status"),
         gr.Checkbox(label="Only images with import problems", elem_id="label-filter-problems"),
+        gr.Dropdown(ORDER_CHOICES, value=nxt.ORDER_FILE, label="Queue order", elem_id="label-queue-order"),
     )
 
 
@@ -260,6 +266,7 @@ def _queue_column() -> tuple[Filters, dict[str, Any], AutoSplit]:
             parts["prev"] = gr.Button("◀ Previous", elem_id="label-prev")
             parts["next"] = gr.Button("Next ▶", elem_id="label-next")
         parts["info"] = gr.Markdown(elem_id="label-image-info")
+        parts["reason"] = gr.Markdown(elem_id="label-next-reason")
         parts["split"] = gr.Radio(SPLIT_CHOICES, label="Split of this image", elem_id="label-split")
         auto = _auto_split()
     return filters, parts, auto
@@ -350,6 +357,7 @@ def _layout() -> LabelTab:
         right["message"],
         cursor,
         right["class_radio"],
+        left["reason"],
     )
     buttons = Buttons(
         left["prev"],
@@ -385,18 +393,27 @@ class Handlers:
                 time.time(),
                 gr.Dropdown(choices=[("All classes", ALL)], value=ALL),
                 gr.Dropdown(choices=[]),
+                gr.Dropdown(choices=ORDER_CHOICES, value=nxt.ORDER_FILE),
             )
         with open_project(self.root, slug) as store:
             names = [(c.name, c.id) for c in ed.label_classes(store).by_id.values()]
             runs = prop.list_checkpoints(store)
-        return time.time(), gr.Dropdown(choices=[("All classes", ALL), *names]), gr.Dropdown(choices=runs)
+            orders = ses.order_choices(store)
+        return (
+            time.time(),
+            gr.Dropdown(choices=[("All classes", ALL), *names]),
+            gr.Dropdown(choices=runs),
+            gr.Dropdown(choices=orders),
+        )
 
     @guarded
-    def reload(self, slug, cursor, history, editor_v, default_id, split, cls, status, problems, target=None):
+    def reload(
+        self, slug, cursor, history, editor_v, default_id, split, cls, status, problems, order, target=None
+    ):
         if not slug:
             return self.view.show(ses.no_project())
         with open_project(self.root, slug) as store:
-            flt = ses.queue_filter(split, cls, status, problems)
+            flt = ses.queue_filter(split, cls, status, problems, order)
             return self.view.show(ses.reload(store, cursor, slug, flt, default_id, target))
 
     @guarded
@@ -406,11 +423,13 @@ class Handlers:
         with open_project(self.root, slug) as store:
             out = self.view.show(ses.goto(store, cursor, slug, target))
         f = self.tab.filters
-        return {**out, f.split: ALL, f.cls: ALL, f.status: ALL, f.problems: False}
+        return {**out, f.split: ALL, f.cls: ALL, f.status: ALL, f.problems: False, f.order: nxt.ORDER_FILE}
 
     @guarded
-    def navigate(self, slug, cursor, history, editor_v, default_id, split, cls, status, problems, step):
-        flt = ses.queue_filter(split, cls, status, problems)
+    def navigate(
+        self, slug, cursor, history, editor_v, default_id, split, cls, status, problems, order, step
+    ):
+        flt = ses.queue_filter(split, cls, status, problems, order)
         with open_project(self.root, slug) as store:
             return self.view.show(
                 ses.navigate(store, _editing(slug, cursor, history, editor_v, default_id), flt, step)
@@ -418,9 +437,9 @@ class Handlers:
 
     @guarded
     def refilter(
-        self, slug, cursor, history, editor_v, default_id, split, cls, status, problems, force=False
+        self, slug, cursor, history, editor_v, default_id, split, cls, status, problems, order, force=False
     ):
-        flt = ses.queue_filter(split, cls, status, problems)
+        flt = ses.queue_filter(split, cls, status, problems, order)
         with open_project(self.root, slug) as store:
             e = _editing(slug, cursor, history, editor_v, default_id)
             v = ses.refilter(store, e, flt, force=force)
@@ -591,4 +610,6 @@ def build(ctx: PageContext) -> PageHooks:
     _wire_editing(ctx, tab, handlers)
     _wire_model_and_add(ctx, tab, handlers)
     _wire_reload(ctx, tab, handlers)
-    return PageHooks(refresh=handlers.refresh, outputs=[tab.token, tab.filters.cls, tab.model.run])
+    return PageHooks(
+        refresh=handlers.refresh, outputs=[tab.token, tab.filters.cls, tab.model.run, tab.filters.order]
+    )

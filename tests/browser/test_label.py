@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from studio.services.projects.catalog import open_store
 from studio.store.models import Annotation, Category, Image
+from tests.support.held_requests import first_join_held
 
 pytestmark = pytest.mark.browser
 DEMO = "demo-shapes"
@@ -216,19 +217,46 @@ def _type_pick(page: Page, elem_id: str, option: str) -> None:
 
 
 def test_two_quick_filter_picks_end_on_the_last_pick(page: Page, studio_server) -> None:
-    """Issue 19 #2: a pick made while the previous one is still being served is not dropped."""
+    """Issue 19 #2: a pick made while the previous one is still being served is not dropped. The first
+    pick's request is held until the second pick was made (on the page before the fix, whose filters
+    used the default trigger mode, the second pick was dropped and the queue stayed on "valid")."""
     _open_label_tab(page)
     with open_store(studio_server.projects_dir, DEMO) as store, store.session(readonly=True) as s:
         n_test = len(s.scalars(select(Image.id).where(Image.split == "test")).all())
         n_valid = len(s.scalars(select(Image.id).where(Image.split == "valid")).all())
     assert n_test and n_valid and n_test != n_valid
     page.locator("#label-filter-split input").first.click()
-    _type_pick(page, "label-filter-split", "valid")
-    _type_pick(page, "label-filter-split", "test")  # at once: "valid" is still being served
-    expect(page.locator("#label-filter-split input").first).to_have_value("test")
+    with first_join_held(page) as held:  # "valid" is certainly still being served when "test" is picked
+        _type_pick(page, "label-filter-split", "valid")
+        held.wait_held()
+        _type_pick(page, "label-filter-split", "test")
+        expect(page.locator("#label-filter-split input").first).to_have_value("test")
+        held.release()
     _settle(page)
     expect(page.locator("#label-position")).to_have_text(f"1 / {n_test}")
     expect(page.locator("#label-split").get_by_role("radio", name="test", exact=True)).to_be_checked()
     _no_error_badges(page)
     page.locator("#label-next").click()
     expect(page.locator("#label-position")).to_have_text(f"2 / {n_test}")
+
+
+def test_most_useful_first_order_shows_a_reason_per_image(page: Page, studio_server) -> None:
+    """Issue 18: the queue-order picker reorders the queue and each image says why it is there."""
+    _open_label_tab(page)
+    reason = page.locator("#label-next-reason")
+    expect(reason).to_have_text("")
+    page.locator("#label-queue-order input").first.click()
+    page.locator("li[data-testid=dropdown-option]", has_text="Most useful first (diversity)").first.click()
+    _settle(page)
+    expect(reason).to_contain_text("Why this image next:")
+    expect(page.locator("#label-position")).to_have_text(re.compile(r"1 / \d+"))
+    first = _image_name(page)
+    page.locator("#label-next").click()
+    expect(page.locator("#label-position")).to_have_text(re.compile(r"2 / \d+"))
+    expect(reason).to_contain_text("Why this image next:")
+    assert _image_name(page) != first
+    _no_error_badges(page)
+    page.locator("#label-queue-order input").first.click()
+    page.locator("li[data-testid=dropdown-option]", has_text="File order").first.click()
+    _settle(page)
+    expect(reason).to_have_text("")

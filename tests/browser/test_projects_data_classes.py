@@ -12,6 +12,8 @@ from playwright.sync_api import Page, expect
 from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from studio.services.projects.synthetic import LEAF_CLASSES, make_synthetic_coco
+from tests.support.duplicate_fixtures import leaky_project
+from tests.support.held_requests import first_join_held
 
 pytestmark = pytest.mark.browser
 
@@ -24,6 +26,14 @@ def _choose(page: Page, elem_id: str, option: str) -> None:
     """Pick an option of a Gradio dropdown by its visible label."""
     page.locator(f"#{elem_id} input").first.click()
     page.locator("li[data-testid=dropdown-option]", has_text=option).first.click()
+
+
+def _type_pick(page: Page, elem_id: str, option: str) -> None:
+    """Pick a dropdown option from the keyboard (type to filter, Enter): one ``input`` event."""
+    box = page.locator(f"#{elem_id} input").first
+    box.press("Control+a")
+    box.press_sequentially(option)
+    box.press("Enter")
 
 
 def _tab(page: Page, title: str) -> None:
@@ -191,12 +201,22 @@ def test_header_counts_trained_classes_and_groups_apart(page: Page) -> None:
 
 def test_two_quick_split_picks_end_on_the_last(page: Page) -> None:
     """A dropdown pick sends ``input`` twice (select, blur); with the default trigger mode a second pick
-    made while the first request runs was dropped, leaving "test" shown over the train gallery."""
+    made while the first request runs was dropped, leaving "test" shown over the train gallery. The
+    first request is held until the second pick was made, so the overlap is certain."""
     _open_project(page, "demo-shapes")
     info = page.locator("#data-page-info")
     expect(info).to_contain_text("of 60")
-    _choose(page, "data-filter-split", "train")  # 40 images: 24 thumbnails to draw, the slow request
-    _choose(page, "data-filter-split", "test")  # picked while the train page is still being drawn
+    # Keyboard picks send one request each. The first is held until the second pick was made, so
+    # "train" is certainly still being served (on the page before the fix "test" was then dropped).
+    # Mouse picks are not held: a mouse pick sends two requests at once, and holding only the first
+    # lets the second overtake it (an order the server never sees without the hold).
+    page.locator("#data-filter-split input").first.click()
+    with first_join_held(page) as held:
+        _type_pick(page, "data-filter-split", "train")
+        held.wait_held()
+        _type_pick(page, "data-filter-split", "test")
+        expect(page.locator("#data-filter-split input")).to_have_value("test")
+        held.release()
     expect(info).to_contain_text("images 1–8 of 8")
     expect(page.locator("#data-gallery img")).to_have_count(8)
     expect(page.locator("#data-filter-split input")).to_have_value("test")
@@ -282,3 +302,40 @@ def test_project_name_says_which_folder_it_becomes(page: Page) -> None:
     expect(page.locator("#projects-table")).to_contain_text("etc")
     _fill(page, "projects-new-name", "ETC")
     expect(name_box).to_contain_text("The folder 'etc' is already taken")
+
+
+def test_duplicates_panel_shows_leakage_and_fixes_it(page: Page, studio_server, tmp_path: Path) -> None:
+    """Issue 18: planted near-copies across splits are shown as leakage (Data panel and Classes line);
+    "move the group into one split" and "keep one" fix it."""
+    store, _ids = leaky_project(tmp_path, project_dir=studio_server.projects_dir / "dup-leaky")
+    store.close()
+    page.reload()
+    page.wait_for_selector("#studio-tabs")
+    _open_project(page, "dup-leaky")
+    _tab(page, "Classes")
+    leakage = page.locator("#classes-leakage")
+    expect(leakage).to_contain_text("2 validation images have a near-copy in train;")
+    expect(leakage).to_contain_text("mAP may be optimistic")
+    _tab(page, "Data")
+    summary = page.locator("#data-dup-summary")
+    page.locator("#data-dup-find").click()
+    expect(summary).to_contain_text("3 group(s) of near-duplicates (7 of 19 images)")
+    expect(page.locator("#data-dup-gallery img")).to_have_count(3)  # leakage groups first: leak0..2
+    expect(page.locator("#data-dup-gallery")).to_contain_text("leak1.png · valid · LEAKAGE")
+    _choose(page, "data-dup-split", "valid")
+    page.locator("#data-dup-move-btn").click()
+    expect(summary).to_contain_text("Moved 1 image(s) to valid.")
+    expect(summary).to_contain_text("1 test image has a near-copy in train")
+    expect(summary).not_to_contain_text("validation")
+    _tab(page, "Classes")
+    expect(leakage).to_contain_text("1 test image has a near-copy in train")
+    expect(leakage).not_to_contain_text("validation")
+    _tab(page, "Data")
+    expect(page.locator("#data-dup-gallery")).to_contain_text("test1.png · test · LEAKAGE")
+    _choose(page, "data-dup-keep", "test0.png")
+    page.locator("#data-dup-keep-btn").click()
+    expect(summary).to_contain_text("Deleted 1 image(s).")
+    expect(summary).to_contain_text("No leakage: every group is within one split.")
+    expect(page.locator("#data-page-info")).to_contain_text("of 18")
+    _tab(page, "Classes")
+    expect(leakage).to_have_text("")

@@ -106,3 +106,39 @@ def test_auto_split_reports_the_shown_images_split_and_escapes_class_names(tmp_p
     assert "<b>" not in table and "&lt;b&gt;x\\|y&lt;/b&gt;" in table  # the pipe cannot split the row
     assert splits.auto_split(store, {"train": 1}).image_split is None
     store.close()
+
+
+def test_group_aware_assignment_never_separates_a_group() -> None:
+    labels = {i: {1 + i % 3} | ({4} if i % 17 == 0 else set()) for i in range(120)}
+    groups = [set(range(k, k + 4)) for k in range(0, 60, 6)] + [{100, 101}, {101, 102}]  # 2 groups overlap
+    ratios = {"train": 0.7, "valid": 0.2, "test": 0.1}
+    for seed in range(5):
+        out = splits.stratified_assignment(labels, ratios, seed, groups)
+        assert set(out) == set(labels)
+        for g in groups:
+            assert len({out[i] for i in g}) == 1, (seed, g)
+        per_split = Counter(out.values())
+        assert abs(per_split["train"] - 84) <= 4 and abs(per_split["valid"] - 24) <= 4, per_split
+
+
+def test_auto_split_keeps_near_duplicates_together(tmp_path: Path) -> None:
+    from studio.services.data import duplicates
+    from tests.support.duplicate_fixtures import leaky_project
+
+    store, ids = leaky_project(tmp_path)
+    for seed in range(3):
+        splits.auto_split(store, {"train": 0.5, "valid": 0.5}, seed=seed)
+        with store.session(readonly=True) as s:
+            split_of = dict(s.execute(select(Image.id, Image.split)).all())
+        for key in ("leak", "same", "test"):
+            assert len({split_of[i] for i in ids[key]}) == 1, (seed, key)
+        assert duplicates.leakage_line(store) == ""
+    # only the unassigned: a copy joins the split its group already has
+    with store.session() as s:
+        s.get_one(Image, ids["leak"][2]).split = None
+        s.get_one(Image, ids["leak"][0]).split = "test"
+        s.get_one(Image, ids["leak"][1]).split = "test"
+    splits.auto_split(store, {"train": 1.0}, only_unassigned=True)
+    with store.session(readonly=True) as s:
+        assert s.get_one(Image, ids["leak"][2]).split == "test"
+    store.close()

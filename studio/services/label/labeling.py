@@ -99,11 +99,14 @@ def queue(
     category_id: int | None = None,
     status: str | None = None,
     has_problems: bool = False,
+    order: str = "file",
 ) -> list[int]:
     """Image ids to label, unlabeled first (then by id), after the filters.
 
     ``split`` is a split name, ``"unassigned"`` or None; ``category_id`` keeps images with a ground-truth
     box of that class (or of a sub-class); ``has_problems`` keeps images with import problems.
+    ``order``: ``"file"``, or "most useful first" (``"useful"`` / ``"useful:<run id>"``, see
+    :mod:`studio.services.label.next`) for the unlabeled images.
     """
     category_ids = with_descendants(store, category_id) if category_id is not None else None
     stmt = filter_images(select(Image.id), split, category_ids)
@@ -113,7 +116,12 @@ def queue(
         stmt = stmt.where(exists().where(ImageProblem.image_id == Image.id))
     with store.session(readonly=True) as s:
         stmt = stmt.order_by((Image.status != "unlabeled"), Image.id)
-        return list(s.scalars(stmt))
+        ids = list(s.scalars(stmt))
+    if order == "file":
+        return ids
+    from studio.services.label.next import useful_order  # next imports this module's neighbours
+
+    return useful_order(store, ids, order)
 
 
 def position_text(ids: Sequence[int], image_id: int | None) -> str:

@@ -32,6 +32,7 @@ class QueueFilter:
     category_id: int | None = None
     status: str | None = None
     has_problems: bool = False
+    order: str = "file"  # or most useful first: "useful" / "useful:<run id>" (studio.services.label.next)
 
     def queue(self, store: ProjectStore) -> list[int]:
         return lab.queue(
@@ -40,6 +41,7 @@ class QueueFilter:
             category_id=self.category_id,
             status=self.status,
             has_problems=self.has_problems,
+            order=self.order,
         )
 
 

@@ -19,8 +19,10 @@ from studio.errors import StudioError
 from studio.services.data.classes import add_class
 from studio.services.label import editor_format as ed
 from studio.services.label import labeling as lab
+from studio.services.label import next as nxt
 from studio.services.label import proposals as prop
 from studio.services.label.saving import LabelCursor, QueueFilter, flush
+from studio.services.train.checkpoints import runs_with_checkpoint
 from studio.store.db import ProjectStore
 from studio.text import md_text
 
@@ -32,14 +34,25 @@ NOTHING_TO_UNDO = "Nothing to undo on this image."
 FROM_REVIEW = "Opened from Review: fix the boxes, save, then go back to Review to re-score."
 
 
-def queue_filter(split: str | None, class_id: object, status: str | None, problems: object) -> QueueFilter:
-    """The filter dropdowns' values (``"all"`` = no filter) as a :class:`QueueFilter`."""
+def queue_filter(
+    split: str | None, class_id: object, status: str | None, problems: object, order: str | None = None
+) -> QueueFilter:
+    """The filter dropdowns' values (``"all"`` = no filter) and the queue order as a :class:`QueueFilter`."""
     return QueueFilter(
         split=None if split in (None, ALL) else split,
         category_id=None if class_id in (None, ALL) else int(class_id),  # type: ignore[call-overload]
         status=None if status in (None, ALL) else status,
         has_problems=bool(problems),
+        order=order or nxt.ORDER_FILE,
     )
+
+
+def order_choices(store: ProjectStore) -> list[tuple[str, str]]:
+    """The queue-order dropdown: file order, most useful first by diversity, and by each run's predictions."""
+    runs = [
+        (f"Most useful first · {c.run_name}", nxt.order_value(c.run_id)) for c in runs_with_checkpoint(store)
+    ]
+    return [("File order", nxt.ORDER_FILE), ("Most useful first (diversity)", nxt.order_value(None)), *runs]
 
 
 @dataclass
@@ -71,6 +84,7 @@ class LabelView:
     class_choices: list[tuple[str, int]] = field(default_factory=list)
     class_value: int | None = None
     redraw: bool = True
+    reason: str = ""  # why this image is here in a most-useful-first queue ('' in file order)
 
 
 def info_text(state: lab.ImageState) -> str:
@@ -107,6 +121,9 @@ def view(
     out.cursor = replace(cursor, image_id=state.image_id, version=state.version, shown=out.editor["boxes"])
     out.position, out.info = lab.position_text(cursor.queue, state.image_id), info_text(state)
     out.split = state.split or lab.UNASSIGNED
+    order = cursor.filters.order if cursor.filters else None
+    reason = nxt.reason_for(store, order, state.image_id)
+    out.reason = f"**Why this image next:** {md_text(reason, 500)}" if reason else ""
     out.picks = [
         (ed.proposal_label(classes.by_id[p.category_id].name, p.score, p.id), p.id) for p in state.proposals
     ]
@@ -288,6 +305,8 @@ def prelabel_all(
     flush(store, e.slug, e.cursor, e.history, e.editor, e.default_class)
     predictor, mapping = model.load(store)
     todo = prop.unlabeled_images(store)
+    if e.cursor.filters is not None and e.cursor.filters.order != nxt.ORDER_FILE:
+        todo = nxt.useful_order(store, todo, e.cursor.filters.order)  # pre-label in the queue's order
     res = prop.prelabel(
         store, todo, predictor, mapping, model.threshold, progress=progress, should_stop=should_stop
     )
@@ -324,6 +343,7 @@ __all__ = [
     "navigate",
     "no_project",
     "open_queue",
+    "order_choices",
     "prelabel_all",
     "propose",
     "queue_filter",

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import random
 from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select, update
 
 from studio.errors import StudioError
+from studio.services.data.duplicates import duplicate_id_groups
 from studio.store.db import ProjectStore
 from studio.store.models import SPLITS, Annotation, Category, Image
 from studio.text import md_text
@@ -64,42 +66,82 @@ def _normalise(ratios: dict[str, float]) -> dict[str, float]:
     return {s: ratios.get(s, 0.0) / total for s in SPLITS}
 
 
+def _units(labels: dict[int, set[int]], groups: Sequence[Iterable[int]]) -> list[tuple[int, ...]]:
+    """Images that must share a split, as sorted tuples (groups merged when they overlap); the rest alone."""
+    owner: dict[int, int] = {}
+    merged: list[set[int]] = []
+    for group in groups:
+        members = {i for i in group if i in labels}
+        hit = {owner[i] for i in members if i in owner}
+        for k in hit:
+            members |= merged[k]
+            merged[k] = set()
+        merged.append(members)
+        for i in members:
+            owner[i] = len(merged) - 1
+    units = [tuple(sorted(m)) for m in merged if len(m) > 1]
+    grouped = {i for u in units for i in u}
+    units += [(i,) for i in labels if i not in grouped]
+    return sorted(units)
+
+
 def stratified_assignment(
-    labels: dict[int, set[int]], ratios: dict[str, float], seed: int = 0
+    labels: dict[int, set[int]],
+    ratios: dict[str, float],
+    seed: int = 0,
+    groups: Sequence[Iterable[int]] = (),
 ) -> dict[int, str]:
-    """Assign each image id (-> the set of class ids it contains) to a split. Pure function."""
+    """Assign each image id (-> the set of class ids it contains) to a split. Pure function.
+
+    ``groups``: image ids that must land in one split (near-duplicates: a copy in train and one in
+    valid would leak). A group is placed as one unit, counting all its images and boxes' classes.
+    """
     ratios = _normalise(ratios)
     rng = random.Random(seed)
-    ids = sorted(labels)
-    rng.shuffle(ids)
-    per_class = Counter(c for i in ids for c in labels[i])
+    units = _units(labels, groups)
+    rng.shuffle(units)
+    counts = {u: Counter(c for i in u for c in labels[i]) for u in units}
+    per_class = Counter(c for u in units for c in counts[u].elements())
     want = {s: {c: ratios[s] * n for c, n in per_class.items()} for s in SPLITS}
-    want_total = {s: ratios[s] * len(ids) for s in SPLITS}
+    want_total = {s: ratios[s] * len(labels) for s in SPLITS}
     out: dict[int, str] = {}
 
-    def place(image_id: int, cls: int | None) -> None:
+    def place(unit: tuple[int, ...], cls: int | None) -> None:
         def key(s: str) -> tuple[float, float, float]:
             need = want[s][cls] if cls is not None else 0.0
             return (need, want_total[s], rng.random())
 
         choices = [s for s in SPLITS if ratios[s] > 0]
         split = max(choices, key=key)
-        out[image_id] = split
-        want_total[split] -= 1
-        for c in labels[image_id]:
-            want[split][c] -= 1
+        out.update(dict.fromkeys(unit, split))
+        want_total[split] -= len(unit)
+        for c, n in counts[unit].items():
+            want[split][c] -= n
 
-    remaining = {i for i in ids if labels[i]}
+    remaining = {u for u in units if counts[u]}
     while remaining:
-        left = Counter(c for i in remaining for c in labels[i])
+        left = Counter(c for u in remaining for c in counts[u].elements())
         rarest = min(left, key=lambda c: (left[c], c))
-        for i in [i for i in ids if i in remaining and rarest in labels[i]]:
-            place(i, rarest)
-            remaining.discard(i)
-    for i in ids:
-        if i not in out:
-            place(i, None)
+        for u in [u for u in units if u in remaining and rarest in counts[u]]:
+            place(u, rarest)
+            remaining.discard(u)
+    for u in units:
+        if u[0] not in out:
+            place(u, None)
     return out
+
+
+def _pinned_by_group(
+    groups: Sequence[set[int]], current: dict[int, str | None], labels: dict[int, set[int]]
+) -> dict[int, str]:
+    """Images to split whose near-duplicate group already has a split (the most common one there)."""
+    pinned: dict[int, str] = {}
+    for group in groups:
+        fixed = Counter(current[i] for i in group if i not in labels and current.get(i) is not None)
+        if fixed:
+            split = max(sorted(fixed), key=lambda sp: fixed[sp])
+            pinned.update({i: split for i in group if i in labels})
+    return pinned
 
 
 def auto_split(
@@ -112,13 +154,17 @@ def auto_split(
 ) -> SplitResult:
     """Stratified split of the project's images by ground-truth class, in one transaction.
 
-    ``image_id``: an image whose split after the run the caller shows (the Label tab's current image).
+    Near-duplicate groups (:mod:`studio.services.data.duplicates`) are kept in one split, so a split
+    never creates train/valid leakage; with ``only_unassigned`` an unassigned copy joins the split its
+    group already has. ``image_id``: an image whose split after the run the caller shows (the Label
+    tab's current image).
     """
+    groups = duplicate_id_groups(store)  # hashing happens before the write lock is taken
     with store.session() as s:
-        stmt = select(Image.id)
-        if only_unassigned:
-            stmt = stmt.where(Image.split.is_(None))
-        labels: dict[int, set[int]] = {i: set() for i in s.scalars(stmt)}
+        current = dict(s.execute(select(Image.id, Image.split)).all())
+        labels: dict[int, set[int]] = {
+            i: set() for i, split in current.items() if not only_unassigned or split is None
+        }
         if not labels:
             raise StudioError(
                 "No images to split" + (" (all already have a split)." if only_unassigned else ".")
@@ -127,7 +173,10 @@ def auto_split(
         for row_image, cat_id in rows:
             if row_image in labels:
                 labels[row_image].add(cat_id)
-        assignment = stratified_assignment(labels, ratios, seed)
+        pinned = _pinned_by_group(groups, current, labels)
+        free = {i: cs for i, cs in labels.items() if i not in pinned}
+        assignment = stratified_assignment(free, ratios, seed, groups) if free else {}
+        assignment.update(pinned)
         by_split: dict[str, list[int]] = defaultdict(list)
         for assigned, split in assignment.items():
             by_split[split].append(assigned)
