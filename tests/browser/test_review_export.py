@@ -106,8 +106,11 @@ def test_review_slider_matrix_filter_and_fix_in_editor(run_page: Page) -> None:
     # Fix in editor opens the selected image on the Label page
     page.locator("#review-gallery img").first.click()
     expect(page.locator("#review-detail img")).to_be_visible()
+    # wait for the clicked image's own detail (the one drawn before may still be showing)
+    first = page.locator("#review-gallery .caption-label").first.inner_text().split(" · ")[0]
+    expect(page.locator("#review-detail-info")).to_contain_text(f"{first} · image #")
     info = page.locator("#review-detail-info").inner_text()
-    image_id = re.search(r"Image (\d+)", info).group(1)
+    image_id = re.search(r"image #(\d+)", info).group(1)
     page.locator("#review-fix").click()
     expect(page.locator("#label-editor")).to_be_visible()
     expect(page.locator("#label-message")).to_contain_text("Opened from Review")

@@ -296,3 +296,27 @@ def test_empty_inputs_say_so():
     assert is_empty_note(rp.ap_bar_figure([{"class": "cat", "ap": None, "ap50": None}]))
     table = rp.ap_table([])
     assert isinstance(table, pd.DataFrame) and table.empty and list(table.columns) == list(rp.TABLE_COLUMNS)
+
+
+def test_class_names_are_text_in_plots():
+    """plotly reads tags in its text and decodes entities: names go in escaped, so they show as spelled."""
+    hostile = "<img src=x onerror=window.__xss=1>"
+    fig = rp.confusion_figure(np.array([[2, 1], [1, 0]]), [hostile])
+    heat = fig.data[0]
+    assert list(heat.x) == ["&lt;img src=x onerror=window.__xss=1&gt;", "background"] == list(heat.y)
+    assert all("<img" not in t for t in np.asarray(heat.hovertext).ravel())
+    pr = rp.pr_figure({hostile: (np.array([0.0, 1.0]), np.array([1.0, 0.5]))}, {hostile: 0.5})
+    assert pr.data[0].name == "&lt;img src=x onerror=window.__xss=1&gt; (AP50 0.50)"
+    bars = rp.ap_bar_figure([{"name": hostile, "AP_50_95": 0.2, "AP_50": 0.4}])
+    assert "<img" not in "".join(bars.data[0].x)
+
+
+def test_review_image_is_named_as_the_user_named_it(tmp_path):
+    image = ReviewImage(1, tmp_path / "0123abcd.jpg", 10, 10, Boxes.empty(), Boxes.empty(with_scores=True))
+    assert image.shown_name == "0123abcd.jpg"  # nothing better known
+    named = ReviewImage(1, image.path, 10, 10, image.gt, image.preds, name="BloodImage_00037.jpg")
+    assert named.shown_name == "BloodImage_00037.jpg"
+    assert (
+        rr.caption({"name": named.shown_name, "image_id": 1, "tp": 1})
+        == "BloodImage_00037.jpg · all correct · F1 1.00"
+    )

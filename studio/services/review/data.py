@@ -75,7 +75,8 @@ class Boxes:
 
 @dataclass(frozen=True)
 class ReviewImage:
-    """One image of the reviewed split: database id, file on disk, size, and its boxes."""
+    """One image of the reviewed split: database id, file on disk, size, its boxes, and the name the user
+    knows it by (``Image.original_name``; the file on disk has an internal content-hash name)."""
 
     image_id: int
     path: Path
@@ -83,6 +84,12 @@ class ReviewImage:
     height: int
     gt: Boxes
     preds: Boxes
+    name: str = ""
+
+    @property
+    def shown_name(self) -> str:
+        """The user's own file name, else the stored file's (never an id or a hash when one is known)."""
+        return self.name or self.path.name
 
 
 @dataclass(frozen=True)

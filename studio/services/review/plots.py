@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from studio.services.data.classes import PALETTE
+from studio.text import html_text
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -113,22 +114,13 @@ def confusion_figure(matrix: np.ndarray, labels: list[str], normalise: bool = Fa
     if matrix.shape != (len(names), len(names)):
         raise ValueError(f"matrix has shape {matrix.shape} for {len(names)} labels (incl. background)")
     matrix = np.nan_to_num(matrix)
+    names = _shown(names)
     n = len(names)
     z = matrix
     if normalise:
         totals = matrix.sum(axis=1, keepdims=True)
         z = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0)
     rows, cols = np.indices((n, n))
-    hover = np.array(
-        [
-            [
-                f"GT: {names[r]}<br>predicted: {names[c]}<br>count: {matrix[r, c]:g}"
-                + (f" ({z[r, c]:.1%} of row)" if normalise else "")
-                for c in range(n)
-            ]
-            for r in range(n)
-        ]
-    )
     fig = go.Figure(
         go.Heatmap(
             z=z,
@@ -138,7 +130,7 @@ def confusion_figure(matrix: np.ndarray, labels: list[str], normalise: bool = Fa
             text=_cell_texts(matrix, z, normalise),
             texttemplate="%{text}",
             textfont=dict(size=max(7, 14 - n // 3)),
-            hovertext=hover,
+            hovertext=_confusion_hover(names, matrix, z, normalise),
             hovertemplate="%{hovertext}<extra></extra>",
             colorscale="Blues",
             xgap=1,
@@ -146,6 +138,40 @@ def confusion_figure(matrix: np.ndarray, labels: list[str], normalise: bool = Fa
             colorbar=dict(title="share" if normalise else "count"),
         )
     )
+    _outline_diagonal(fig, n)
+    fig.update_yaxes(autorange="reversed", type="category", title="ground truth")
+    fig.update_xaxes(type="category", title="predicted", tickangle=-45 if n > 8 else 0, side="bottom")
+    fig.update_layout(
+        title=title,
+        height=max(360, 120 + 24 * n),
+        template="plotly_white",
+        margin=dict(l=80, r=10, t=40, b=80),
+    )
+    return fig
+
+
+def _shown(names: list[str]) -> list[str]:
+    """Class names as plotly shows them literally: plotly reads tags in its text (``<b>``, ``<a href>``)
+    and decodes HTML entities, so an escaped name appears exactly as the file spelled it. Names that
+    only differ after escaping cannot collide: escaping is one-to-one."""
+    return [html_text(n) for n in names]
+
+
+def _confusion_hover(names: list[str], matrix: np.ndarray, z: np.ndarray, normalise: bool) -> np.ndarray:
+    n = len(names)
+    return np.array(
+        [
+            [
+                f"GT: {names[r]}<br>predicted: {names[c]}<br>count: {matrix[r, c]:g}"
+                + (f" ({z[r, c]:.1%} of row)" if normalise else "")
+                for c in range(n)
+            ]
+            for r in range(n)
+        ]
+    )
+
+
+def _outline_diagonal(fig: go.Figure, n: int) -> None:
     for k in range(n - 1):  # background × background is never counted: not part of the diagonal
         fig.add_shape(
             type="rect",
@@ -156,15 +182,6 @@ def confusion_figure(matrix: np.ndarray, labels: list[str], normalise: bool = Fa
             line=dict(color="#2ca02c", width=2),
             fillcolor="rgba(0,0,0,0)",
         )
-    fig.update_yaxes(autorange="reversed", type="category", title="ground truth")
-    fig.update_xaxes(type="category", title="predicted", tickangle=-45 if n > 8 else 0, side="bottom")
-    fig.update_layout(
-        title=title,
-        height=max(360, 120 + 24 * n),
-        template="plotly_white",
-        margin=dict(l=80, r=10, t=40, b=80),
-    )
-    return fig
 
 
 # --------------------------------------------------------------------------- curves
@@ -191,7 +208,8 @@ def pr_figure(
         return _empty(title, "Nothing to show: no class has ground truth or predictions.")
     fig = go.Figure()
     for k, (name, (recall, precision)) in enumerate(drawn.items()):
-        label = name if ap is None else f"{name} (AP50 {_ap_text(ap.get(name))})"
+        shown = html_text(name)
+        label = shown if ap is None else f"{shown} (AP50 {_ap_text(ap.get(name))})"
         fig.add_scatter(
             x=recall, y=precision, mode="lines", name=label, line=dict(color=PALETTE[k % len(PALETTE)])
         )
@@ -254,7 +272,7 @@ def ap_bar_figure(rows: list[dict]) -> go.Figure:
 
     title = "Per-class AP"
     rows = list(rows or [])
-    names = [str(_field(r, "Class")) for r in rows]
+    names = _shown([str(_field(r, "Class")) for r in rows])
     ap = [_finite(_field(r, "AP@50:95")) for r in rows]
     ap50 = [_finite(_field(r, "AP@50")) for r in rows]
     if not rows or all(v is None for v in ap + ap50):

@@ -20,7 +20,6 @@ computation leaves the previous set intact. ``rfdetr_core`` is imported only ins
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,8 +32,10 @@ from sqlalchemy import delete, insert, select
 
 from studio.errors import StudioError
 from studio.services.review.data import Boxes, ReviewData, ReviewImage
+from studio.services.train import checkpoints
 from studio.store.db import ProjectStore
 from studio.store.models import Category, Image, Prediction, PredictionSet, Run, RunMetric, utcnow
+from studio.text import quote
 
 CHECKPOINTS = {"best": "best_checkpoint"}
 DEFAULT_EVAL_BATCH = 4
@@ -68,24 +69,15 @@ def _checkpoint_path(store: ProjectStore, run: Run, checkpoint: str) -> Path | N
         raise StudioError(
             f"Unknown checkpoint {checkpoint!r}; the Review page uses {', '.join(CHECKPOINTS)}."
         )
-    rel = getattr(run, CHECKPOINTS[checkpoint])
-    if not rel:
-        return None
-    return Path(rel) if os.path.isabs(rel) else store.path / rel
+    return checkpoints.checkpoint_path(store, run, checkpoint)
 
 
 def reviewable_runs(store: ProjectStore) -> list[tuple[str, int]]:
     """(label, run_id) of the runs whose best checkpoint file exists, newest first."""
-    with store.session(readonly=True) as s:
-        runs = list(s.scalars(select(Run).order_by(Run.id.desc())))
     out = []
-    for run in runs:
-        path = _checkpoint_path(store, run, "best")
-        if path is None or not path.is_file():
-            continue
-        score = (run.best_metrics or {}).get("mAP_50_95")
-        shown = f" · mAP {score:.3f}" if isinstance(score, int | float) else ""
-        out.append((f"{run.name} ({run.model_size}, {run.status}){shown}", run.id))
+    for c in checkpoints.runs_with_checkpoint(store, ("best",)):
+        shown = f" · mAP {c.map_50_95:.3f}" if isinstance(c.map_50_95, int | float) else ""
+        out.append((f"{c.run_name} ({c.model_size}, {c.status}){shown}", c.run_id))
     return out
 
 
@@ -99,10 +91,7 @@ def review_splits(store: ProjectStore, run_id: int) -> list[str]:
 
 
 def _run_and_checkpoint(store: ProjectStore, run_id: int, checkpoint: str) -> tuple[Run, Path]:
-    with store.session(readonly=True) as s:
-        run = s.get(Run, run_id)
-    if run is None:
-        raise StudioError(f"Run {run_id} does not exist.")
+    run, _ = checkpoints.run_checkpoint(store, run_id)  # raises when the run does not exist
     path = _checkpoint_path(store, run, checkpoint)
     if path is None:
         state = {
@@ -137,27 +126,10 @@ def _eval_batch_size(run: Run) -> int:
 
 
 def _load_network(path: Path, device: str):
-    """The network exactly as the run validated it: the checkpoint's own ``model_config`` (resolution,
-    queries, ``num_select``), falling back to ``RFDETR.from_checkpoint`` for files without one."""
-    from rfdetr_core import checkpoint as ckpt_io
-    from rfdetr_core.config import ModelConfig
-    from rfdetr_core.models import build_model
-
-    try:
-        ckpt = ckpt_io.load_checkpoint(path)
-        saved = ckpt.extra.get("model_config")
-        if isinstance(saved, dict):
-            config = ModelConfig(**{**saved, "pretrain_weights": None, "device": device})
-            network = build_model(config)
-            ckpt_io.load_weights(network, ckpt, source=path.name)
-        else:
-            from rfdetr_core import RFDETR
-
-            model = RFDETR.from_checkpoint(path, device=device)
-            network, config = model.model.model, model.model_config
-    except (ValueError, RuntimeError, KeyError, OSError) as exc:
-        raise StudioError(f"Cannot load checkpoint '{path.name}': {exc}") from exc
-    return network.to(device).eval(), config, ckpt.class_names
+    """The network exactly as the run validated it (the checkpoint's own ``model_config``: resolution,
+    queries, ``num_select``), with its config and class names."""
+    model = checkpoints.load_run_model(path, device=device)
+    return model.model.model.eval(), model.model_config, list(model.model.class_names or [])
 
 
 def _autocast(run: Run, config: Any, device: str):
@@ -246,7 +218,7 @@ def compute_predictions(
         images = _split_images(s, split)
         categories = {name: cid for cid, name in s.execute(select(Category.id, Category.name))}
     if not images:
-        raise StudioError(f"The project has no images in the '{split}' split to review.")
+        raise StudioError(f"The project has no images in the {quote(split)} split to review.")
     device = _device(run)
     network, config, ckpt_names = _load_network(path, device)
     class_names = _class_names(run, ckpt_names, config.num_classes)
@@ -263,25 +235,7 @@ def compute_predictions(
     rows = _rows(run_id, checkpoint, images, per_image, [categories.get(n) for n in class_names])
     image_ids = [im.id for im in images]
     with store.session() as s:
-        old = s.scalar(
-            select(PredictionSet).where(
-                PredictionSet.run_id == run_id,
-                PredictionSet.checkpoint == checkpoint,
-                PredictionSet.split == split,
-            )
-        )
-        stale_ids = sorted(set(image_ids) | set(old.image_ids if old is not None else []))
-        for k in range(0, len(stale_ids), _SQL_CHUNK):
-            s.execute(
-                delete(Prediction).where(
-                    Prediction.run_id == run_id,
-                    Prediction.checkpoint == checkpoint,
-                    Prediction.image_id.in_(stale_ids[k : k + _SQL_CHUNK]),
-                )
-            )
-        if old is not None:
-            s.delete(old)
-            s.flush()
+        _drop_previous_set(s, run_id, checkpoint, split, image_ids)
         if rows:
             s.connection().execute(insert(Prediction.__table__), rows)
         record = PredictionSet(
@@ -300,6 +254,30 @@ def compute_predictions(
         )
         s.add(record)
     return _info(record, stale=False)
+
+
+def _drop_previous_set(s: Any, run_id: int, checkpoint: str, split: str, image_ids: list[int]) -> None:
+    """Inside the storing transaction: the split's earlier set and every prediction of this run and
+    checkpoint on its images or on the images the earlier set covered (some may have left the split)."""
+    old = s.scalar(
+        select(PredictionSet).where(
+            PredictionSet.run_id == run_id,
+            PredictionSet.checkpoint == checkpoint,
+            PredictionSet.split == split,
+        )
+    )
+    stale_ids = sorted(set(image_ids) | set(old.image_ids if old is not None else []))
+    for k in range(0, len(stale_ids), _SQL_CHUNK):
+        s.execute(
+            delete(Prediction).where(
+                Prediction.run_id == run_id,
+                Prediction.checkpoint == checkpoint,
+                Prediction.image_id.in_(stale_ids[k : k + _SQL_CHUNK]),
+            )
+        )
+    if old is not None:
+        s.delete(old)
+        s.flush()
 
 
 def _class_names(run: Run, ckpt_names: list[str], num_classes: int) -> list[str]:
@@ -398,7 +376,9 @@ def load_review_data(
             raise StudioError(f"Run {run_id} does not exist.")
         record = _record(s, run_id, split, checkpoint)
         if record is None:
-            raise StudioError(f"No predictions of run '{run.name}' on '{split}' yet: compute them first.")
+            raise StudioError(
+                f"No predictions of run {quote(run.name)} on {quote(split)} yet: compute them first."
+            )
         images = _split_images(s, split)
         names = {cid: name for cid, name in s.execute(select(Category.id, Category.name))}
         gt_arr = _fetch(
@@ -423,14 +403,7 @@ def load_review_data(
     known = gt_cls >= 0
     unknown = int((~known).sum())
     gt_arr, gt_cls = gt_arr[known], gt_cls[known]
-    image_list = []
-    for im, (g0, g1), (p0, p1) in zip(
-        images, _groups(gt_arr[:, 0], images), _groups(pred_arr[:, 0], images), strict=True
-    ):
-        g, p = gt_arr[g0:g1], pred_arr[p0:p1]
-        gt_boxes = _clipped_gt(g[:, 3:7], gt_cls[g0:g1], g[:, 1], im.width, im.height)
-        pred_boxes = Boxes.from_xywh(p[:, 3:7], p[:, 2].astype(np.int64), p[:, 7], p[:, 1].astype(np.int64))
-        image_list.append(ReviewImage(im.id, store.image_path(im), im.width, im.height, gt_boxes, pred_boxes))
+    image_list = _review_images(store, images, gt_arr, gt_cls, pred_arr)
     meta = {
         "created_at": record.created_at,
         "checkpoint_path": record.checkpoint_path,
@@ -446,6 +419,23 @@ def load_review_data(
         unknown_gt=unknown,
         meta=meta,
     )
+
+
+def _review_images(
+    store: ProjectStore, images: list[Image], gt_arr: np.ndarray, gt_cls: np.ndarray, pred_arr: np.ndarray
+) -> list[ReviewImage]:
+    """One :class:`ReviewImage` per image from the split's box rows (sorted by image id), named by the
+    user's own file name."""
+    out = []
+    for im, (g0, g1), (p0, p1) in zip(
+        images, _groups(gt_arr[:, 0], images), _groups(pred_arr[:, 0], images), strict=True
+    ):
+        g, p = gt_arr[g0:g1], pred_arr[p0:p1]
+        gt_boxes = _clipped_gt(g[:, 3:7], gt_cls[g0:g1], g[:, 1], im.width, im.height)
+        pred_boxes = Boxes.from_xywh(p[:, 3:7], p[:, 2].astype(np.int64), p[:, 7], p[:, 1].astype(np.int64))
+        path = store.image_path(im)
+        out.append(ReviewImage(im.id, path, im.width, im.height, gt_boxes, pred_boxes, im.original_name))
+    return out
 
 
 def _fetch(s: Any, sql: str, params: tuple, columns: int) -> np.ndarray:
@@ -527,7 +517,7 @@ def recorded_map(store: ProjectStore, run_id: int) -> dict[str, float]:
     prefix = "ema_" if source == "ema" else ""
     found = best(prefix)
     if found is None:
-        raise StudioError(f"Run '{run.name}' recorded no validation mAP for its {source} model.")
+        raise StudioError(f"Run {quote(run.name)} recorded no validation mAP for its {source} model.")
     epoch, value = found
     return {
         "mAP_50_95": float(value),
