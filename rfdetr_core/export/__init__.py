@@ -11,15 +11,15 @@ Entry points used by the ``RFDETR`` façade and the ``rfdetr-core export`` comma
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 from rfdetr_core.export.onnx import export_onnx, read_metadata
+from rfdetr_core.export.report import BundleReport, VerificationReport
 from rfdetr_core.export.roboflow import deploy_to_roboflow, export_for_roboflow, verify_bundle
 from rfdetr_core.export.source import ExportSource, source_from_rfdetr
 from rfdetr_core.export.tflite import export_tflite
-from rfdetr_core.export.verify import verify_export
+from rfdetr_core.export.verify import timed, verify_export
 
 logger = logging.getLogger(__name__)
 FORMATS = ("onnx", "tflite")
@@ -28,12 +28,36 @@ FORMATS = ("onnx", "tflite")
 class ExportVerificationError(RuntimeError):
     """The written artefact does not reproduce the PyTorch model; ``.report`` holds the details."""
 
-    def __init__(self, report: dict[str, Any]) -> None:
+    def __init__(self, report: VerificationReport) -> None:
         super().__init__(
-            f"Export verification failed for {report['artefact']}: {'; '.join(report['failures'])} "
-            f"(report: {report.get('report_path')})"
+            f"Export verification failed for {report.artefact}: {'; '.join(report.failures)} "
+            f"(report: {report.report_path})"
         )
         self.report = report
+
+
+def _check_arguments(
+    source: ExportSource,
+    format: str,
+    patch_size: int | None,
+    batch_size: int,
+    dynamic_batch: bool,
+    backbone_only: bool,
+) -> None:
+    if patch_size is not None and patch_size != source.patch_size:
+        raise ValueError(f"patch_size={patch_size} does not match the model's patch_size={source.patch_size}")
+    if format == "tflite" and (dynamic_batch or batch_size != 1):
+        raise ValueError("TFLite export needs a static batch of 1 (export one file per batch size)")
+    if backbone_only and format == "tflite":
+        raise ValueError("backbone_only is supported for ONNX export only")
+
+
+def _verify_images(verify_images: Any, infer_dir: Any, calibration_data: Any) -> Any:
+    """What the artefact is compared on: the given images, else the sample / calibration folder."""
+    images = verify_images or infer_dir
+    if images is None and isinstance(calibration_data, (str, Path)) and Path(calibration_data).is_dir():
+        images = calibration_data
+    return images
 
 
 def export_model(
@@ -70,87 +94,74 @@ def export_model(
     if format not in FORMATS:
         raise ValueError(f"Unsupported export format {format!r}. Choose from: {FORMATS}")
     source = source_from_rfdetr(rf)
-    if patch_size is not None and patch_size != source.patch_size:
-        raise ValueError(f"patch_size={patch_size} does not match the model's patch_size={source.patch_size}")
-    if format == "tflite" and (dynamic_batch or batch_size != 1):
-        raise ValueError("TFLite export needs a static batch of 1 (export one file per batch size)")
-    if backbone_only and format == "tflite":
-        raise ValueError("backbone_only is supported for ONNX export only")
-    images = verify_images or infer_dir
-    if images is None and isinstance(calibration_data, (str, Path)) and Path(calibration_data).is_dir():
-        images = calibration_data
-    start = time.perf_counter()
+    _check_arguments(source, format, patch_size, batch_size, dynamic_batch, backbone_only)
+    images = _verify_images(verify_images, infer_dir, calibration_data)
     if format == "onnx":
-        path = export_onnx(
-            source,
-            output_dir,
-            shape=shape,
-            opset_version=opset_version,
-            batch_size=batch_size,
-            dynamic_batch=dynamic_batch,
-            backbone_only=backbone_only,
-            notes=notes,
-            sample_images=infer_dir,
-        )
+        writer: Any = export_onnx
+        options = {"batch_size": batch_size, "dynamic_batch": dynamic_batch, "backbone_only": backbone_only}
+        options["sample_images"] = infer_dir
     else:
-        path = export_tflite(
-            source,
-            output_dir,
-            quantization=quantization,
-            calibration_data=calibration_data,
-            max_images=max_images,
-            shape=shape,
-            opset_version=opset_version,
-            notes=notes,
-            progress=progress,
-        )
-    seconds = time.perf_counter() - start
+        writer = export_tflite
+        options = {
+            "quantization": quantization,
+            "calibration_data": calibration_data,
+            "max_images": max_images,
+        }
+        options["progress"] = progress
+    options.update(shape=shape, opset_version=opset_version, notes=notes)
+    path, seconds = timed(writer, source, output_dir, **options)
     progress(f"Exported {path} in {seconds:.1f} s")
     if verify and not backbone_only:
-        report = verify_export(source, path, images=images, validation=validation, **(verify_options or {}))
-        report["export_seconds"] = round(seconds, 2)
-        _resave(report)
-        progress(summarise(report))
-        if strict and report["status"] != "passed":
-            raise ExportVerificationError(report)
+        _verify_and_record(source, path, seconds, images, validation, verify_options, strict, progress)
     return path
 
 
-def _resave(report: dict[str, Any]) -> None:
-    import json
+def _verify_and_record(
+    source: ExportSource,
+    path: Path,
+    seconds: float,
+    images: Any,
+    validation: Any,
+    verify_options: dict[str, Any] | None,
+    strict: bool,
+    progress,
+) -> VerificationReport:
+    """Verify *path*, add the export time to the saved report, and raise when *strict* and it failed."""
+    report = verify_export(source, path, images=images, validation=validation, **(verify_options or {}))
+    report.export_seconds = round(seconds, 2)
+    if report.report_path:
+        Path(report.report_path).write_text(report.to_json())
+    progress(summarise(report))
+    if strict and not report.passed:
+        raise ExportVerificationError(report)
+    return report
 
-    if report.get("report_path"):
-        Path(report["report_path"]).write_text(json.dumps(report, indent=2))
 
-
-def summarise(report: dict[str, Any]) -> str:
+def summarise(report: VerificationReport) -> str:
     """One readable paragraph of a verification report (CLI and logs)."""
-    diff, det, lat = report["max_abs_diff"], report["detections"], report["latency_ms"]
+    diff, det, lat = report.max_abs_diff, report.detections, report.latency_ms
     lines = [
-        f"Verification {report['status'].upper()} for {Path(report['artefact']).name} ({report['kind']}, "
-        f"{report.get('runtime')}) on {report['images']}",
-        f"  max |diff| boxes {diff['boxes']:.2e}  logits {diff['logits']:.2e}  scores {diff['scores']:.2e}",
-        f"  top-{det['top_k']} detections matched {det['matched']}/{det['compared']}"
-        + (
-            f", max box error {det['max_box_error_px']:.3f} px" if det["max_box_error_px"] is not None else ""
-        ),
+        f"Verification {report.status.upper()} for {Path(report.artefact).name} ({report.kind}, "
+        f"{report.runtime}) on {report.images}",
+        f"  max |diff| boxes {diff.boxes:.2e}  logits {diff.logits:.2e}  scores {diff.scores:.2e}",
+        f"  top-{det.top_k} detections matched {det.matched}/{det.compared}"
+        + (f", max box error {det.max_box_error_px:.3f} px" if det.max_box_error_px is not None else ""),
     ]
-    if lat.get("pytorch"):
+    if lat.pytorch:
         lines.append(
-            f"  median latency ({lat['threads']} threads): PyTorch {lat['pytorch']:.1f} ms, "
-            f"artefact {lat['artefact']:.1f} ms (x{lat['ratio']:.2f})"
+            f"  median latency ({lat.threads} threads): PyTorch {lat.pytorch:.1f} ms, "
+            f"artefact {lat.artefact:.1f} ms (x{lat.ratio:.2f})"
         )
-    if report.get("map"):
-        m = report["map"]
-        lines.append(
-            f"  mAP@50:95 PyTorch {m['pytorch']['map50_95']:.3f} vs artefact {m['artefact']['map50_95']:.3f}"
-        )
-    lines += [f"  FAILED: {f}" for f in report.get("failures", [])]
-    lines += [f"  warning: {w}" for w in report.get("warnings", [])]
+    if report.map:
+        m = report.map
+        lines.append(f"  mAP@50:95 PyTorch {m.pytorch.map50_95:.3f} vs artefact {m.artefact.map50_95:.3f}")
+    lines += [f"  FAILED: {f}" for f in report.failures]
+    lines += [f"  warning: {w}" for w in report.warnings]
     return "\n".join(lines)
 
 
 __all__ = [
+    "BundleReport",
     "ExportSource",
     "ExportVerificationError",
     "deploy_to_roboflow",
@@ -161,6 +172,7 @@ __all__ = [
     "read_metadata",
     "source_from_rfdetr",
     "summarise",
+    "VerificationReport",
     "verify_bundle",
     "verify_export",
 ]

@@ -197,6 +197,30 @@ def output_names(source: ExportSource, network: nn.Module, sample: Tensor, backb
     return ["features" if i == 0 else f"features_{i}" for i in range(count)]
 
 
+def _trace(
+    network: nn.Module, sample: Tensor, path: Path, names: list[str], opset_version: int, dynamic_batch: bool
+) -> None:
+    """``torch.onnx.export`` with the TorchScript tracer (no onnxscript needed, stable output names)."""
+    dynamic_axes = {n: {0: "batch"} for n in ["input", *names]} if dynamic_batch else None
+    kwargs: dict[str, Any] = {}
+    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
+        kwargs["dynamo"] = False  # the TorchScript exporter needs no onnxscript and keeps stable names
+    with torch.no_grad(), warnings.catch_warnings():
+        # Shape-dependent Python branches are constants in a traced graph; that is intended here.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        torch.onnx.export(
+            network,
+            (sample,),
+            str(path),
+            input_names=["input"],
+            output_names=names,
+            opset_version=opset_version,
+            dynamic_axes=dynamic_axes,
+            do_constant_folding=True,
+            **kwargs,
+        )
+
+
 def export_onnx(
     source: ExportSource,
     output_dir: str | Path,
@@ -238,24 +262,7 @@ def export_onnx(
     network = prepare_network(source, hw, backbone_only)
     sample = torch.from_numpy(sample_input(source, hw, batch_size, sample_images))
     names = output_names(source, network, sample, backbone_only)
-    dynamic_axes = {n: {0: "batch"} for n in ["input", *names]} if dynamic_batch else None
-    kwargs: dict[str, Any] = {}
-    if "dynamo" in inspect.signature(torch.onnx.export).parameters:
-        kwargs["dynamo"] = False  # the TorchScript exporter needs no onnxscript and keeps stable names
-    with torch.no_grad(), warnings.catch_warnings():
-        # Shape-dependent Python branches are constants in a traced graph; that is intended here.
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)
-        torch.onnx.export(
-            network,
-            (sample,),
-            str(path),
-            input_names=["input"],
-            output_names=names,
-            opset_version=opset_version,
-            dynamic_axes=dynamic_axes,
-            do_constant_folding=True,
-            **kwargs,
-        )
+    _trace(network, sample, path, names, opset_version, dynamic_batch)
     if simplify_graph and not dynamic_batch:
         simplify(path, sample.numpy())
     write_metadata(path, build_metadata(source, hw, notes, backbone_only))

@@ -10,12 +10,12 @@ export is reported as failed instead of shipping silently. The report is saved n
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import re
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,15 @@ import numpy as np
 
 from rfdetr_core.export import backends, metrics
 from rfdetr_core.export.images import normalise_nchw, resolve_images, synthetic_images, to_unit_nhwc
+from rfdetr_core.export.report import (
+    DetectionAgreement,
+    Latency,
+    MapComparison,
+    MapScores,
+    OutputDiff,
+    TfliteInfo,
+    VerificationReport,
+)
 from rfdetr_core.export.source import ExportSource
 
 logger = logging.getLogger(__name__)
@@ -90,25 +99,91 @@ def _run_artefact(kind: str, path: Path, nchw: np.ndarray, threads: int, repeats
     return backends.run_tflite_model(path, nchw, threads=threads, repeats=repeats, env_dir=env_dir)
 
 
-def _check(report: dict, tol: dict) -> list[str]:
+def _check(report: VerificationReport, tol: dict) -> list[str]:
     """Names of the checks that failed (empty = passed)."""
     failures = []
-    diff = report["max_abs_diff"]
-    if not all(math.isfinite(v) for v in diff.values()):
+    diff = report.max_abs_diff
+    if not all(math.isfinite(v) for v in (diff.boxes, diff.logits, diff.scores)):
         failures.append("artefact produced non-finite outputs")
-    for key in ("boxes", "logits"):
+    for key, value in (("boxes", diff.boxes), ("logits", diff.logits)):
         limit = tol.get(f"{key}_atol")
-        if limit is not None and diff[key] > limit:
-            failures.append(f"max abs diff of {key} {diff[key]:.3g} > {limit:g}")
-    rate = report["detections"]["match_rate"]
+        if limit is not None and value > limit:
+            failures.append(f"max abs diff of {key} {value:.3g} > {limit:g}")
+    rate = report.detections.match_rate
     if rate < (tol.get("min_match_rate") or 0.0):
         failures.append(f"detection match rate {rate:.2f} < {tol['min_match_rate']:g}")
-    mp = report.get("map")
+    mp = report.map
     if mp and tol.get("max_map_drop") is not None:
-        drop = mp["pytorch"]["map50_95"] - mp["artefact"]["map50_95"]
+        drop = mp.drop
         if drop > tol["max_map_drop"]:
             failures.append(f"mAP@50:95 drop {drop:.3f} > {tol['max_map_drop']:g}")
     return failures
+
+
+@dataclass
+class _Inputs:
+    """The images both models see, normalised at the artefact's input size, and their labels if any."""
+
+    shape: tuple[int, int]
+    pil: list
+    nchw: np.ndarray
+    coco: dict | None
+    image_ids: list[int]
+    described: str
+
+
+def _prepare(source: ExportSource, path: Path, images: Any, validation: Any, max_images: int) -> _Inputs:
+    shape = _input_shape(path, source)
+    pil, coco, image_ids, described = _images(images, validation, max_images)
+    nchw = normalise_nchw(to_unit_nhwc(pil, shape), source.means, source.stds)
+    return _Inputs(shape, pil, nchw, coco, image_ids, described)
+
+
+def _compare(
+    source: ExportSource,
+    path: Path,
+    kind: str,
+    inputs: _Inputs,
+    threads: int,
+    repeats: int,
+    top_k: int,
+    env_dir,
+) -> VerificationReport:
+    """Run both models on *inputs* and fill the report's measurements (the verdict comes later)."""
+    nchw, shape = inputs.nchw, inputs.shape
+    t_boxes, t_logits, t_times = backends.run_torch(source.model, nchw, threads=threads, repeats=repeats)
+    a_boxes, a_logits, a_times, info = _run_artefact(kind, path, nchw, threads, repeats, env_dir)
+    if a_boxes.shape != t_boxes.shape or a_logits.shape != t_logits.shape:
+        raise ValueError(
+            f"Artefact output shapes {a_boxes.shape}/{a_logits.shape} differ from PyTorch's "
+            f"{t_boxes.shape}/{t_logits.shape}"
+        )
+    ref = [metrics.decode(t_boxes[i], t_logits[i], shape) for i in range(len(nchw))]
+    out = [metrics.decode(a_boxes[i], a_logits[i], shape) for i in range(len(nchw))]
+    report = VerificationReport(
+        artefact=str(path),
+        kind=kind,
+        images=inputs.described,
+        input_shape=list(shape),
+        runtime=info.get("runtime"),
+        max_abs_diff=OutputDiff(
+            boxes=float(np.abs(a_boxes - t_boxes).max()),
+            logits=float(np.abs(a_logits - t_logits).max()),
+            scores=float(np.abs(metrics.sigmoid(a_logits) - metrics.sigmoid(t_logits)).max()),
+        ),
+        detections=DetectionAgreement(**metrics.match_detections(ref, out, top_k=top_k)),
+        latency_ms=_latency(t_times, a_times, threads),
+        tolerance={},
+    )
+    if kind.startswith("tflite"):
+        report.tflite = TfliteInfo(
+            **{k: info.get(k) for k in ("runtime", "litert_error", "flex_ops", "input_shape")}
+        )
+    if inputs.coco is not None:
+        report.map = _map_both(
+            source, inputs.coco, inputs.image_ids, inputs.pil, (t_boxes, t_logits), (a_boxes, a_logits)
+        )
+    return report
 
 
 def verify_export(
@@ -124,7 +199,7 @@ def verify_export(
     top_k: int = 10,
     env_dir: str | Path | None = None,
     save: bool = True,
-) -> dict[str, Any]:
+) -> VerificationReport:
     """Compare *artefact* with ``source.model`` and return (and save) the verification report.
 
     Args:
@@ -142,75 +217,48 @@ def verify_export(
     path = Path(artefact)
     kind = artefact_kind(path)
     tol = {**TOLERANCES[kind], **(tolerance or {})}
-    shape = _input_shape(path, source)
-    pil, coco, image_ids, described = _images(images, validation, max_images)
-    nchw = normalise_nchw(to_unit_nhwc(pil, shape), source.means, source.stds)
-
-    t_boxes, t_logits, t_times = backends.run_torch(source.model, nchw, threads=threads, repeats=repeats)
-    a_boxes, a_logits, a_times, info = _run_artefact(kind, path, nchw, threads, repeats, env_dir)
-    if a_boxes.shape != t_boxes.shape or a_logits.shape != t_logits.shape:
-        raise ValueError(
-            f"Artefact output shapes {a_boxes.shape}/{a_logits.shape} differ from PyTorch's "
-            f"{t_boxes.shape}/{t_logits.shape}"
-        )
-    ref = [metrics.decode(t_boxes[i], t_logits[i], shape) for i in range(len(nchw))]
-    out = [metrics.decode(a_boxes[i], a_logits[i], shape) for i in range(len(nchw))]
-    report: dict[str, Any] = {
-        "artefact": str(path),
-        "kind": kind,
-        "images": described,
-        "input_shape": list(shape),
-        "runtime": info.get("runtime"),
-        "max_abs_diff": {
-            "boxes": float(np.abs(a_boxes - t_boxes).max()),
-            "logits": float(np.abs(a_logits - t_logits).max()),
-            "scores": float(np.abs(metrics.sigmoid(a_logits) - metrics.sigmoid(t_logits)).max()),
-        },
-        "detections": metrics.match_detections(ref, out, top_k=top_k),
-        "latency_ms": _latency(t_times, a_times, threads),
-        "tolerance": tol,
-    }
-    if kind.startswith("tflite"):
-        report["tflite"] = {k: info.get(k) for k in ("runtime", "litert_error", "flex_ops", "input_shape")}
-    if coco is not None:
-        report["map"] = _map_both(source, coco, image_ids, pil, (t_boxes, t_logits), (a_boxes, a_logits))
-    failures = _check(report, tol)
-    report["status"] = "failed" if failures else "passed"
-    report["failures"] = failures
-    report["warnings"] = _warnings(report, kind)
+    inputs = _prepare(source, path, images, validation, max_images)
+    report = _compare(source, path, kind, inputs, threads, repeats, top_k, env_dir)
+    report.tolerance = tol
+    report.failures = _check(report, tol)
+    report.status = "failed" if report.failures else "passed"
+    report.warnings = _warnings(report, kind)
     if save:
         report_path = path.with_name(path.name + ".verification.json")
-        report_path.write_text(json.dumps(report, indent=2))
-        report["report_path"] = str(report_path)
-    log = logger.warning if failures else logger.info
-    log("Verification of %s: %s %s", path.name, report["status"], "; ".join(failures))
+        report_path.write_text(report.to_json())
+        report.report_path = str(report_path)
+    log = logger.warning if report.failures else logger.info
+    log("Verification of %s: %s %s", path.name, report.status, "; ".join(report.failures))
     return report
 
 
-def _warnings(report: dict, kind: str) -> list[str]:
+def _warnings(report: VerificationReport, kind: str) -> list[str]:
     """Things a user should know even when every check passed."""
     notes = []
-    if report["detections"]["match_rate"] < 0.5 and "map" not in report:
+    det = report.detections
+    if det.match_rate < 0.5 and report.map is None:
         notes.append(
-            f"only {report['detections']['matched']}/{report['detections']['compared']} top detections "
+            f"only {det.matched}/{det.compared} top detections "
             "agree with PyTorch; pass a labelled validation set to measure the accuracy cost"
         )
-    if kind.startswith("tflite") and report["tflite"].get("flex_ops"):
+    if kind.startswith("tflite") and report.tflite is not None and report.tflite.flex_ops:
         notes.append(
-            f"needs TensorFlow Flex ops {report['tflite']['flex_ops']}: the LiteRT interpreter cannot run it"
+            f"needs TensorFlow Flex ops {report.tflite.flex_ops}: the LiteRT interpreter cannot run it"
         )
     return notes
 
 
-def _latency(torch_times: list[float], artefact_times: list[float], threads: int) -> dict[str, Any]:
+def _latency(torch_times: list[float], artefact_times: list[float], threads: int) -> Latency:
     if not torch_times or not artefact_times:
-        return {"threads": threads, "pytorch": None, "artefact": None, "ratio": None}
+        return Latency(threads=threads)
     t = statistics.median(torch_times) * 1000
     a = statistics.median(artefact_times) * 1000
-    return {"threads": threads, "pytorch": round(t, 2), "artefact": round(a, 2), "ratio": round(a / t, 3)}
+    return Latency(threads=threads, pytorch=round(t, 2), artefact=round(a, 2), ratio=round(a / t, 3))
 
 
-def _map_both(source: ExportSource, coco: dict, image_ids: list[int], pil: list, torch_out, art_out) -> dict:
+def _map_both(
+    source: ExportSource, coco: dict, image_ids: list[int], pil: list, torch_out, art_out
+) -> MapComparison:
     """mAP@50:95 of PyTorch and the artefact on the same labelled images, boxes in original pixels."""
     num_logits = torch_out[1].shape[-1]
     label_to_cat = metrics.category_for_labels(source.class_names, coco, source.class_ids, num_logits)
@@ -220,9 +268,8 @@ def _map_both(source: ExportSource, coco: dict, image_ids: list[int], pil: list,
             image_ids[i]: metrics.decode(boxes[i], logits[i], (img.height, img.width))
             for i, img in enumerate(pil)
         }
-        result[name] = metrics.coco_map(coco, dets, label_to_cat)
-    result["images"] = len(image_ids)
-    return result
+        result[name] = MapScores(**metrics.coco_map(coco, dets, label_to_cat))
+    return MapComparison(result["pytorch"], result["artefact"], len(image_ids))
 
 
 def timed(fn, *args, **kwargs) -> tuple[Any, float]:

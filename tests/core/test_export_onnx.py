@@ -137,8 +137,8 @@ def test_mismatching_artefact_is_reported_failed(nano, data, tmp_path):
     path = export_model(nano, tmp_path, format="onnx", verify=False)
     other = _model(seed=1)  # same architecture, different weights: must not pass as "the same model"
     report = verify_export(source_from_rfdetr(other), path, images=images, **FAST)
-    assert report["status"] == "failed"
-    assert any("max abs diff" in f for f in report["failures"])
+    assert report.status == "failed" and not report.passed
+    assert any("max abs diff" in f for f in report.failures)
     saved = json.loads(path.with_name(path.name + ".verification.json").read_text())
     assert saved["status"] == "failed"
     with pytest.raises(ExportVerificationError, match="verification failed"):

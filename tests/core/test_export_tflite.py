@@ -79,12 +79,12 @@ def test_fp32_matches_pytorch_within_a_pixel(exported):
     rf, path, images = exported
     fp32 = path.with_name("rfdetr-nano_fp32.tflite")
     report = verify_export(source_from_rfdetr(rf), fp32, images=images, **FAST)
-    assert report["status"] == "passed", report["failures"]
-    assert report["runtime"] == "ai_edge_litert" and report["tflite"]["flex_ops"] == []  # no Flex ops
-    assert report["tflite"]["input_shape"] == [1, 384, 384, 3]
-    assert report["detections"]["match_rate"] == 1.0
-    assert report["detections"]["max_box_error_px"] <= 1.0
-    assert report["max_abs_diff"]["logits"] <= 1e-3
+    assert report.status == "passed", report.failures
+    assert report.runtime == "ai_edge_litert" and report.tflite.flex_ops == []  # no Flex ops
+    assert report.tflite.input_shape == [1, 384, 384, 3]
+    assert report.detections.match_rate == 1.0
+    assert report.detections.max_box_error_px <= 1.0
+    assert report.max_abs_diff.logits <= 1e-3
 
 
 @pytest.mark.slow
@@ -93,10 +93,10 @@ def test_fp16_matches_pytorch_detections(exported):
     fp16 = path.with_name("rfdetr-nano_fp16.tflite")
     assert fp16.stat().st_size < path.with_name("rfdetr-nano_fp32.tflite").stat().st_size * 0.6
     report = verify_export(source_from_rfdetr(rf), fp16, images=images, **FAST)
-    assert report["status"] == "passed", report["failures"]
-    assert report["runtime"] == "ai_edge_litert"
-    assert report["detections"]["match_rate"] >= 0.8
-    assert report["detections"]["max_box_error_px"] <= 4.0
+    assert report.status == "passed", report.failures
+    assert report.runtime == "ai_edge_litert"
+    assert report.detections.match_rate >= 0.8
+    assert report.detections.max_box_error_px <= 4.0
 
 
 def test_calibration_accepts_folder_npy_and_array(tmp_path):

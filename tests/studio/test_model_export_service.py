@@ -10,6 +10,8 @@ import logging
 import os
 import subprocess
 import sys
+import threading
+import warnings
 import zipfile
 from pathlib import Path
 
@@ -19,7 +21,9 @@ from sqlalchemy import select
 
 from rfdetr_core import RFDETR
 from studio.errors import StudioError
+from studio.services.deploy import history as hist
 from studio.services.deploy import model_export as me
+from studio.services.deploy import roboflow
 from studio.services.review.predictions import recorded_map
 from studio.store import Category, Image, Run
 from studio.store.models import Export
@@ -90,6 +94,99 @@ def test_onnx_zip_contents(exported):
     assert model_bytes == onnx.model_files[0].read_bytes()
 
 
+#: The layout verification.json always had (keys in this order; nested sections too): the typed report
+#: must write the same file, so consumers of the zip see no change.
+ONNX_REPORT_KEYS = [
+    "artefact",
+    "kind",
+    "images",
+    "input_shape",
+    "runtime",
+    "max_abs_diff",
+    "detections",
+    "latency_ms",
+    "tolerance",
+    "map",
+    "status",
+    "failures",
+    "warnings",
+    "report_path",
+    "export_seconds",
+]
+BUNDLE_REPORT_KEYS = [
+    "artefact",
+    "kind",
+    "status",
+    "images",
+    "files",
+    "payload_keys",
+    "class_names_txt_match",
+    "args_class_names_match",
+    "reloaded_class_names_match",
+    "max_abs_diff",
+    "failures",
+    "map",
+    "latency_ms",
+    "export_seconds",
+    "report_path",
+]
+DETAILS_KEYS = [
+    "format",
+    "run",
+    "verification",
+    "failures",
+    "warnings",
+    "max_abs_diff",
+    "detections_matched",
+    "detections_compared",
+    "map_pytorch",
+    "map_exported",
+    "map50_pytorch",
+    "map50_exported",
+    "map_images",
+    "latency_pytorch_ms",
+    "latency_exported_ms",
+    "latency_ratio",
+    "export_seconds",
+    "verify_seconds",
+    "images",
+    "model_files",
+    "zip",
+    "size_mb",
+]
+
+
+def test_zip_report_keeps_its_layout_and_round_trips(exported):
+    from rfdetr_core.export.report import BundleReport, VerificationReport
+
+    store, _, onnx, bundle, _ = exported
+    for result, cls, keys, map_keys in (
+        (onnx, VerificationReport, ONNX_REPORT_KEYS, ["pytorch", "artefact", "images"]),
+        (bundle, BundleReport, BUNDLE_REPORT_KEYS, ["images", "pytorch", "artefact"]),
+    ):
+        with zipfile.ZipFile(result.zip_path) as zf:
+            text = zf.read("verification.json").decode()
+        data = json.loads(text)
+        assert list(data) == keys and list(data["map"]) == map_keys
+        assert list(data["latency_ms"]) == ["threads", "pytorch", "artefact", "ratio"]
+        assert list(data["map"]["pytorch"]) == ["map50_95", "map50"]
+        assert cls.from_json(text).to_json() == text == result.report.to_json()
+        assert Path(data["report_path"]).read_text() == text  # the copy next to the model file
+        assert list(_row(store, result.export_id).details) == DETAILS_KEYS == list(result.details)
+    onnx_data = json.loads(onnx.report.to_json())
+    assert list(onnx_data["detections"]) == [
+        "top_k",
+        "compared",
+        "matched",
+        "match_rate",
+        "max_box_error_px",
+        "max_score_error",
+    ]
+    assert list(onnx_data["max_abs_diff"]) == ["boxes", "logits", "scores"]
+    assert onnx.details["detections_matched"] == onnx.report.detections.matched
+    assert bundle.details["detections_matched"] is None and bundle.details["warnings"] == []
+
+
 def test_onnx_usage_snippet_runs_and_matches_pytorch(exported, tmp_path):
     store, run_id, onnx, _, _ = exported
     with zipfile.ZipFile(onnx.zip_path) as zf:
@@ -138,11 +235,11 @@ def test_roboflow_bundle_zip_reloads_and_predicts(exported, tmp_path):
 
 def test_history_lists_newest_first(exported):
     store, run_id, onnx, bundle, _ = exported
-    rows = me.list_exports(store)
+    rows = hist.list_exports(store)
     assert [r.id for r in rows] == [bundle.export_id, onnx.export_id]
     assert rows[1].format_label == me.FORMATS["onnx"] and rows[1].zip_path == onnx.zip_path
-    table = me.export_table(store)
-    assert len(table) == 2 and all(len(r) == len(me.TABLE_HEADERS) for r in table)
+    table = hist.export_table(store)
+    assert len(table) == 2 and all(len(r) == len(hist.TABLE_HEADERS) for r in table)
     onnx_row = table[1]
     assert onnx_row[0] == onnx.export_id and onnx_row[3] == "ONNX (onnxruntime)" and onnx_row[4] == "done"
     assert onnx_row[5] == round(onnx.details["map_pytorch"], 3) and onnx_row[6] == round(
@@ -157,12 +254,12 @@ def test_delete_export_removes_row_and_files(finished_run_template, tmp_path):
     try:
         first = me.export_run(store, run_id, "roboflow", max_verify_images=2)
         second = me.export_run(store, run_id, "roboflow", max_verify_images=2)
-        me.delete_export(store, first.export_id)
-        assert [r.id for r in me.list_exports(store)] == [second.export_id]
+        hist.delete_export(store, first.export_id)
+        assert [r.id for r in hist.list_exports(store)] == [second.export_id]
         assert not first.folder.exists() and not first.zip_path.exists()
         assert second.folder.is_dir() and second.zip_path.is_file()
         with pytest.raises(StudioError, match="does not exist"):
-            me.delete_export(store, first.export_id)
+            hist.delete_export(store, first.export_id)
     finally:
         store.close()
 
@@ -191,12 +288,12 @@ def test_corrupt_checkpoint_gives_failed_row_with_readable_error(finished_run_te
         best_checkpoint(store, run_id).write_bytes(b"this is not a checkpoint" * 10)
         with pytest.raises(StudioError, match="Loading the checkpoint failed") as info:
             me.export_run(store, run_id, "onnx")
-        rows = me.list_exports(store)
+        rows = hist.list_exports(store)
         assert len(rows) == 1 and rows[0].status == "failed" and rows[0].error == str(info.value)
         assert (
             "Traceback" not in rows[0].error and 'File "' not in rows[0].error and "\n" not in rows[0].error
         )
-        assert me.export_table(store)[0][4] == "failed"
+        assert hist.export_table(store)[0][4] == "failed"
     finally:
         store.close()
 
@@ -208,21 +305,80 @@ def test_deploy_with_fake_key_fails_without_leaking_it(finished_run_template, tm
     caplog.set_level(logging.DEBUG)
     try:
         with pytest.raises(StudioError, match="API key"):
-            me.deploy_run(store, run_id, "  ", "ws", "proj", 1)
+            roboflow.deploy_run(store, run_id, "  ", "ws", "proj", 1)
         with pytest.raises(StudioError, match="whole number"):
-            me.deploy_run(store, run_id, key, "ws", "proj", "v2")
+            roboflow.deploy_run(store, run_id, key, "ws", "proj", "v2")
         with pytest.raises(StudioError, match="workspace"):
-            me.deploy_run(store, run_id, key, "", "proj", 1)
+            roboflow.deploy_run(store, run_id, key, "", "proj", 1)
         with pytest.raises(StudioError, match="Deploy to Roboflow failed") as info:
-            me.deploy_run(store, run_id, key, "my-ws", "my-proj", "3")  # no network here
+            roboflow.deploy_run(store, run_id, key, "my-ws", "my-proj", "3")  # no network here
         assert key not in str(info.value) and info.value.__cause__ is None
-        rows = me.list_exports(store)
-        assert len(rows) == 1 and rows[0].kind == me.DEPLOY_KIND and rows[0].status == "failed"
+        rows = hist.list_exports(store)
+        assert len(rows) == 1 and rows[0].kind == hist.DEPLOY_KIND and rows[0].status == "failed"
         assert rows[0].details["workspace"] == "my-ws" and rows[0].details["version"] == 3
-        assert key not in (rows[0].error or "") and "Roboflow deploy" in me.export_table(store)[0][3]
+        assert key not in (rows[0].error or "") and "Roboflow deploy" in hist.export_table(store)[0][3]
     finally:
         store.close()
     assert key not in caplog.text
+    leaked = [p for p in store.path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
+    assert leaked == []
+
+
+class _InsideDeploy(logging.Handler):
+    """Runs in the deploying thread on the SDK's first HTTP log record (inside the redaction window): it
+    prints, writes to stderr and warns with the key there, and lets a second thread print meanwhile."""
+
+    def __init__(self, key: str, go: threading.Event, done: threading.Event) -> None:
+        super().__init__(logging.DEBUG)
+        self.key, self.go, self.done, self.fired = key, go, done, False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if self.fired:
+            return
+        self.fired = True
+        print(f"sdk says {self.key}")
+        print(f"sdk complains {self.key}", file=sys.stderr)
+        warnings.warn(f"sdk warns {self.key}", UserWarning, stacklevel=1)
+        self.go.set()
+        self.done.wait(30)
+
+
+def test_deploy_leaves_other_threads_output_alone_and_masks_its_own(
+    finished_run_template, tmp_path, caplog, capsys, recwarn
+):
+    project, run_id = finished_run_template
+    store = copy_project(project, tmp_path / "project")
+    key = "rf_TESTKEY_" + hashlib.sha256(str(tmp_path).encode()).hexdigest()[:20]
+    caplog.set_level(logging.DEBUG)
+    go, done = threading.Event(), threading.Event()
+
+    def other_thread() -> None:
+        go.wait(120)
+        for i in range(20):
+            print(f"training log line {i}")
+        done.set()
+
+    hook = _InsideDeploy(key, go, done)
+    logging.getLogger("urllib3").addHandler(hook)
+    printer = threading.Thread(target=other_thread)
+    printer.start()
+    try:
+        with pytest.raises(StudioError, match="Deploy to Roboflow failed"):
+            roboflow.deploy_run(store, run_id, key, "my-ws", "my-proj", 3)  # no network here
+    finally:
+        logging.getLogger("urllib3").removeHandler(hook)
+        go.set()
+        printer.join(30)
+        store.close()
+    out, err = capsys.readouterr()
+    assert hook.fired and done.is_set()  # the second thread printed while the deploy was running
+    assert [ln for ln in out.splitlines() if ln.startswith("training log")] == [
+        f"training log line {i}" for i in range(20)
+    ]
+    assert "sdk says" not in out and "sdk complains" not in err  # the deploy's own output goes to the log
+    assert "sdk says ***" in caplog.text and "sdk complains ***" in caplog.text
+    assert [str(w.message) for w in recwarn if "sdk warns" in str(w.message)] == ["sdk warns ***"]
+    assert key not in out + err + caplog.text + "".join(str(w.message) for w in recwarn)
     leaked = [p for p in store.path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
     assert leaked == []
 
@@ -255,12 +411,12 @@ def test_tflite_fp32_export_through_the_service(finished_run_template, tmp_path)
         store.close()
     report = result.report
     assert result.model_files[0].name.endswith("_fp32.tflite")
-    assert report["kind"] == "tflite-fp32" and report["runtime"] == "ai_edge_litert"
-    assert (result.status, report["status"], report["failures"]) == ("done", "passed", [])
+    assert report.kind == "tflite-fp32" and report.runtime == "ai_edge_litert"
+    assert (result.status, report.status, report.failures) == ("done", "passed", [])
     d = result.details
     assert d["map_images"] == 4 and abs(d["map_pytorch"] - d["map_exported"]) < 0.02
     assert d["latency_pytorch_ms"] > 0 and d["latency_exported_ms"] > 0
-    assert report["detections"]["match_rate"] >= 0.9
+    assert report.detections.match_rate >= 0.9
     with zipfile.ZipFile(result.zip_path) as zf:
         assert sorted(zf.namelist()) == [
             "README.md",

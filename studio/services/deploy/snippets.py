@@ -7,6 +7,7 @@ normalisation and post-processing so that a user can run the file without this s
 
 from __future__ import annotations
 
+from string import Template
 from typing import Any
 
 _USAGE = '''\
@@ -130,60 +131,67 @@ def _variant_class(variant: str | None) -> str:
     return "RFDETR" + "".join(p.capitalize() for p in parts)
 
 
-def snippets(
-    fmt: str, title: str, rf: Any, model_name: str, report: dict, status: str, summary: str
-) -> tuple[str, str]:
-    """``(README.md, usage.py)`` for the zip of a *fmt* export (``title``: the format's name, ``summary``:
-    the verification in words)."""
-    from string import Template
+def _bundle_texts(src: Any) -> tuple[str, str]:
+    """``(usage.py, how to load it)`` of the Roboflow bundle."""
+    variant_class = _variant_class(src.variant)
+    usage = Template(_BUNDLE_USAGE).substitute(variant_class=variant_class)
+    how = (
+        "`weights.pt` is `{'model': state_dict, 'args': Namespace(class_names=...)}`, what Roboflow's "
+        f"uploader reads. Load it with `rfdetr_core.{variant_class}.from_checkpoint('weights.pt')` "
+        "or, with the "
+        f"official package, `rfdetr.{variant_class}(pretrain_weights='weights.pt')` "
+        "(standard architectures)."
+    )
+    return usage, how
 
+
+def _model_file_texts(
+    fmt: str, rf: Any, src: Any, model_name: str, height: int, width: int
+) -> tuple[str, str]:
+    """``(usage.py, input/output description)`` of an ONNX or TFLite file."""
+    nhwc = fmt.startswith("tflite")
+    runner = Template(_TFLITE_RUNNER if nhwc else _ONNX_RUNNER).substitute(model=model_name)
+    usage = Template(_USAGE).substitute(
+        runtime="LiteRT" if nhwc else "onnxruntime",
+        pip="ai-edge-litert" if nhwc else "onnxruntime",
+        height=height,
+        width=width,
+        means=[round(m, 6) for m in src.means],
+        stds=[round(s, 6) for s in src.stds],
+        top_k=_top_k(rf),
+        runner=runner,
+        layout="[1, H, W, 3] (NHWC for LiteRT)" if nhwc else "[1, 3, H, W] (NCHW, input 'input')",
+        to_layout="x[None].astype(np.float32)" if nhwc else "x.transpose(2, 0, 1)[None].astype(np.float32)",
+    )
+    how = (
+        f"Input: RGB resized to {width}×{height}, scaled to [0, 1], normalised with means "
+        f"{list(src.means)} and stds {list(src.stds)}, "
+        + (
+            "NHWC `[1, H, W, 3]`, run with the LiteRT interpreter (`pip install ai-edge-litert`). "
+            if nhwc
+            else "NCHW `[1, 3, H, W]` named `input`, run with onnxruntime. "
+        )
+        + "Outputs: `dets` `[1, Q, 4]` boxes (cx, cy, w, h in [0, 1]) and `labels` `[1, Q, C]` class "
+        "logits (sigmoid gives the score; column *i* is line *i* of `class_names.txt`)."
+    )
+    return usage, how
+
+
+def snippets(
+    fmt: str, title: str, rf: Any, model_name: str, report: Any, status: str, summary: str
+) -> tuple[str, str]:
+    """``(README.md, usage.py)`` for the zip of a *fmt* export (``title``: the format's name, ``report``:
+    its verification report, ``summary``: the verification in words)."""
     from rfdetr_core.export import source_from_rfdetr
 
     src = source_from_rfdetr(rf)
-    height, width = report.get("input_shape") or (src.resolution, src.resolution)
-    nhwc = fmt.startswith("tflite")
     if fmt == "roboflow":
-        usage = Template(_BUNDLE_USAGE).substitute(variant_class=_variant_class(src.variant))
-        how = (
-            "`weights.pt` is `{'model': state_dict, 'args': Namespace(class_names=...)}`, what Roboflow's "
-            f"uploader reads. Load it with `rfdetr_core.{_variant_class(src.variant)}.from_checkpoint('weights.pt')` "
-            "or, with the "
-            f"official package, `rfdetr.{_variant_class(src.variant)}(pretrain_weights='weights.pt')` "
-            "(standard architectures)."
-        )
+        usage, how = _bundle_texts(src)
     else:
-        runner = Template(_TFLITE_RUNNER if nhwc else _ONNX_RUNNER).substitute(model=model_name)
-        usage = Template(_USAGE).substitute(
-            runtime="LiteRT" if nhwc else "onnxruntime",
-            pip="ai-edge-litert" if nhwc else "onnxruntime",
-            height=height,
-            width=width,
-            means=[round(m, 6) for m in src.means],
-            stds=[round(s, 6) for s in src.stds],
-            top_k=_top_k(rf),
-            runner=runner,
-            layout="[1, H, W, 3] (NHWC for LiteRT)" if nhwc else "[1, 3, H, W] (NCHW, input 'input')",
-            to_layout="x[None].astype(np.float32)"
-            if nhwc
-            else "x.transpose(2, 0, 1)[None].astype(np.float32)",
-        )
-        how = (
-            f"Input: RGB resized to {width}×{height}, scaled to [0, 1], normalised with means "
-            f"{list(src.means)} and stds {list(src.stds)}, "
-            + (
-                "NHWC `[1, H, W, 3]`, run with the LiteRT interpreter (`pip install ai-edge-litert`). "
-                if nhwc
-                else "NCHW `[1, 3, H, W]` named `input`, run with onnxruntime. "
-            )
-            + "Outputs: `dets` `[1, Q, 4]` boxes (cx, cy, w, h in [0, 1]) and `labels` `[1, Q, C]` class "
-            "logits (sigmoid gives the score; column *i* is line *i* of `class_names.txt`)."
-        )
+        height, width = getattr(report, "input_shape", None) or (src.resolution, src.resolution)
+        usage, how = _model_file_texts(fmt, rf, src, model_name, height, width)
     warning = (
-        (
-            "> **Warning: verification FAILED** (see `verification.json`): "
-            + "; ".join(report.get("failures", []))
-            + "\n\n"
-        )
+        "> **Warning: verification FAILED** (see `verification.json`): " + "; ".join(report.failures) + "\n\n"
         if status != "done"
         else ""
     )

@@ -27,8 +27,9 @@ from sqlalchemy import delete, select
 
 from studio.errors import StudioError
 from studio.services.label.labeling import ImageState, VersionConflict, _conflict, _state, load_image
+from studio.services.train import checkpoints
 from studio.store.db import ProjectStore
-from studio.store.models import Annotation, Category, Image, Run
+from studio.store.models import Annotation, Category, Image
 
 #: image (RGB uint8 HxWx3) -> (boxes xyxy [N,4] in pixels, scores [N], class names [N])
 Predictor = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, Sequence[str]]]
@@ -271,30 +272,15 @@ def reject_proposals(
 
 def list_checkpoints(store: ProjectStore) -> list[tuple[str, str]]:
     """(label, path) of the runs' best/last checkpoints that exist on disk, newest run first."""
-    out = []
-    with store.session(readonly=True) as s:
-        runs = list(s.scalars(select(Run).order_by(Run.id.desc())))
-    for run in runs:
-        for kind, path in (("best", run.best_checkpoint), ("last", run.last_checkpoint)):
-            if not path:
-                continue
-            p = Path(path) if os.path.isabs(path) else store.path / path
-            if p.is_file():
-                out.append((f"{run.name} · {kind} ({run.model_size})", str(p)))
-    return out
+    return [
+        (f"{c.run_name} · {c.kind} ({c.model_size})", str(c.path))
+        for c in checkpoints.runs_with_checkpoint(store, ("best", "last"))
+    ]
 
 
 def checkpoint_predictor(path: str | os.PathLike[str]) -> tuple[Predictor, list[str]]:
     """An RF-DETR checkpoint as a :data:`Predictor` (threshold 0: the caller filters) + its classes."""
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise StudioError(f"Checkpoint '{path}' does not exist.")
-    from rfdetr_core import RFDETR
-
-    try:
-        model = RFDETR.from_checkpoint(path)
-    except (ValueError, RuntimeError, KeyError, OSError) as exc:
-        raise StudioError(f"Cannot load checkpoint '{path.name}': {exc}") from exc
+    model = checkpoints.load_run_model(path)
 
     def predict(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[str]]:
         det = model.predict(rgb, threshold=0.0, include_source_image=False)
