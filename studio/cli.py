@@ -1,5 +1,8 @@
 """``python launch.py`` / ``rfdetr-studio``: start the studio web app and open it in the browser.
 
+``rfdetr-studio <command>`` runs one action headless instead (``projects``, ``import``, ``export``,
+``train``, ``runs``, ``review``, ``export-model``: :mod:`studio.commands`, documented in ``docs/cli.md``).
+
 Why the order of things below: the login rule is checked before anything heavy is imported, so a
 refused start is instant; Gradio (~2 s to import) is imported only after the arguments are valid;
 torch and fiftyone are never imported at start-up (pages import them when first used). The demo
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import ipaddress
+import logging
 import os
 import re
 import signal
@@ -30,6 +34,7 @@ DEFAULT_PORT = 7860
 USERNAME_ENV = "STUDIO_USERNAME"
 PASSWORD_ENV = "STUDIO_PASSWORD"
 PROJECTS_DIR_ENV = "STUDIO_PROJECTS_DIR"
+LOG_LEVEL_ENV = "STUDIO_LOG_LEVEL"  # e.g. INFO: the studio's own log lines (page refreshes) on stderr
 DEFAULT_MAX_UPLOAD = "20gb"  # a whole COCO train2017 zip (18 GB) fits; a runaway upload cannot fill a disk
 _SIZE_UNITS = {"b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}  # as Gradio's FileSize
 
@@ -79,6 +84,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SIZE",
         help=f"largest file one upload may be, e.g. 500mb, 20gb (default {DEFAULT_MAX_UPLOAD})",
     )
+    from studio.commands import add_subcommands  # light: the commands import services when they run
+
+    add_subcommands(p)
     return p
 
 
@@ -185,8 +193,27 @@ def _server_options(args: argparse.Namespace, root: Path, auth: tuple[str, str] 
     }
 
 
+def configure_logging() -> None:
+    """``$STUDIO_LOG_LEVEL`` (e.g. ``INFO``) shows the studio's own log lines on stderr: which page
+    refreshed for which project and why (tests count them). Unset, logging is left as Python's default
+    (warnings and errors only), and other libraries' loggers are never touched."""
+    level = os.environ.get(LOG_LEVEL_ENV, "").strip().upper()
+    if not level:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    studio_log = logging.getLogger("studio")
+    studio_log.addHandler(handler)
+    studio_log.setLevel(level)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    configure_logging()
+    if args.command is not None:  # a headless command (docs/cli.md), not the app
+        from studio.commands import run_command
+
+        return run_command(args.handler, args)
     if args.password:
         print(
             f"rfdetr-studio: warning: a --password value is visible to other users in the process list; "
