@@ -26,6 +26,7 @@ import torch
 from pytorch_lightning.callbacks import Callback
 
 from rfdetr_core.data import DatasetError, detect_num_classes, load_class_names, validate_dataset
+from rfdetr_core.training.callbacks import StopRequested
 from rfdetr_core.training.datamodule import RFDETRDataModule
 from rfdetr_core.training.module import RFDETRModule
 from rfdetr_core.training.trainer import build_trainer
@@ -190,6 +191,17 @@ def write_training_config(model: RFDETR, config: Any) -> None:
         logger.warning("Could not save training_config.json to %s: %s", config.output_dir, exc)
 
 
+def _fit(trainer: Any, module: RFDETRModule, datamodule: RFDETRDataModule, config: Any) -> None:
+    """Fit (then test when asked); a stop request ends fit at once and is not an error."""
+    try:
+        trainer.fit(module, datamodule, ckpt_path=config.resume or None)
+    except StopRequested:
+        logger.info("Training stopped on request at step %d.", trainer.global_step)
+        return
+    if config.run_test and not trainer.interrupted:
+        trainer.test(module, datamodule=datamodule, verbose=False)
+
+
 def run_training(model: RFDETR, **kwargs: Any) -> None:
     """Fine-tune ``model`` in place; see :meth:`rfdetr_core.RFDETR.train` for the arguments."""
     extra_callbacks = _split_callbacks(kwargs.pop("callbacks", None))
@@ -220,9 +232,7 @@ def run_training(model: RFDETR, **kwargs: Any) -> None:
         class_names=class_names,
     )
     try:
-        trainer.fit(module, datamodule, ckpt_path=config.resume or None)
-        if config.run_test and not trainer.interrupted:
-            trainer.test(module, datamodule=datamodule, verbose=False)
+        _fit(trainer, module, datamodule, config)
     finally:
         network = module.model.to(model.model.device).eval()
         model.model.model = network

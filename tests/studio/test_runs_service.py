@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from studio.errors import StudioError
-from studio.services.train import plots, runfolder, runs, view
+from studio.services.train import checkpoints, plots, runfolder, runs, view
 from studio.services.train.defaults import MODEL_SIZES, Hardware, default_settings
 from studio.services.train.settings import (
     SettingsError,
@@ -23,7 +23,7 @@ from studio.services.train.settings import (
     default_resolution,
     resume_training,
 )
-from studio.services.train.status import VOCABULARY, status_label
+from studio.services.train.status import NO_CHECKPOINT, VOCABULARY, status_label
 from studio.store import Annotation, Image, Run, RunMetric
 from studio.store.models import RUN_STATUSES
 from tests.support.studio_run_fixtures import TINY_RUN, make_project
@@ -158,10 +158,19 @@ def test_one_status_vocabulary_and_the_pickers_follow_the_status(store) -> None:
         "interrupted",
     ]
     assert status_label("running", stop_requested=True) == "stopping"
-    assert {status_label(s) for s in RUN_STATUSES} | {"stopping"} == set(VOCABULARY)
+    assert status_label("stopped", has_checkpoint=False) == NO_CHECKPOINT == "stopped — no checkpoint"
+    assert {status_label(s) for s in RUN_STATUSES} | {"stopping", NO_CHECKPOINT} == set(VOCABULARY)
     run_id = runs.create_run(store, TINY_RUN)
     with store.session() as s:
         s.get(Run, run_id).status = "stopped"
+    # stopped before its first validation: no checkpoint, said so, and no page offers it
+    assert view.load_runs_view(store).run_choices == [(f"#{run_id} Nano · {NO_CHECKPOINT}", run_id)]
+    assert checkpoints.runs_with_checkpoint(store, ("best", "last")) == []
+    best = runs.run_dir(store, run_id) / "output" / "checkpoint_best_total.pth"
+    best.parent.mkdir(parents=True, exist_ok=True)
+    best.write_bytes(b"weights")
+    with store.session() as s:
+        s.get(Run, run_id).best_checkpoint = str(best.relative_to(store.path))
     assert view.load_runs_view(store).run_choices == [(f"#{run_id} Nano · stopped", run_id)]
     with store.session() as s:
         s.get(Run, run_id).status = "completed"

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, update
 
+from studio.services.train import checkpoints, runfolder, runs
 from studio.services.train import plots as run_plots
-from studio.services.train import runfolder, runs
 from studio.services.train.worker import EXIT_LOCKED
 from studio.store import Run, RunMetric
 from studio.store.db import BUSY_TIMEOUT_MS
@@ -77,6 +77,29 @@ def test_metrics_arrive_each_epoch_and_stop_keeps_the_best_checkpoint(store) -> 
         assert run.best_checkpoint and (store.path / run.best_checkpoint).is_file()
         assert run.last_checkpoint and (store.path / run.last_checkpoint).is_file()
     assert run_plots.metrics_figure(store, [run_id]).data, "the mAP plot has data"
+
+
+def test_a_stop_before_the_first_checkpoint_leaves_a_run_no_page_offers(tmp_path: Path) -> None:
+    # 80 images at batch 1: the stop arrives long before the first validation
+    store = make_project(tmp_path / "big", n=80)
+    try:
+        _stop_before_first_checkpoint(store)
+    finally:
+        store.close()
+
+
+def _stop_before_first_checkpoint(store) -> None:
+    run_id = runs.create_run(store, {**TINY_RUN, "epochs": 500, "batch_size": 1, "use_ema": False})
+    runs.start_run(store, run_id)
+    _wait(lambda: _metric_epochs(store, run_id, "train/loss_step"), "the first steps", store, run_id)
+    runs.request_stop(store, run_id)
+    _wait(lambda: _finished(store, run_id), "the stop", store, run_id)
+    info = runs.get_run(store, run_id)
+    assert info.status == "stopped" and info.epochs_done == 0, info.error
+    assert not info.has_checkpoint and info.status_label == "stopped — no checkpoint"
+    assert _metric_epochs(store, run_id, "val/mAP_50") == []  # no validation pass ran after the stop
+    assert run_id not in {c.run_id for c in checkpoints.runs_with_checkpoint(store, ("best", "last"))}
+    assert "stopped" in runs.run_log_tail(store, run_id)
 
 
 def test_kill_9_leaves_an_interrupted_run_that_resumes(store) -> None:

@@ -5,7 +5,7 @@ from rfdetr_core.training.callbacks.coco_eval import COCOEvalCallback
 from rfdetr_core.training.callbacks.drop_path import DropPathCallback
 from rfdetr_core.training.callbacks.early_stopping import RFDETREarlyStopping
 from rfdetr_core.training.callbacks.ema import EMACallback
-from rfdetr_core.training.callbacks.progress import ProgressEvent, TrainingProgress
+from rfdetr_core.training.callbacks.progress import ProgressEvent, StopRequested, TrainingProgress
 
 RFDETREMACallback = EMACallback  # the reference's name
 
@@ -17,5 +17,6 @@ __all__ = [
     "ProgressEvent",
     "RFDETREMACallback",
     "RFDETREarlyStopping",
+    "StopRequested",
     "TrainingProgress",
 ]

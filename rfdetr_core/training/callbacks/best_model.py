@@ -108,6 +108,15 @@ class BestModelCallback(pl.Callback):
             extra={**keep, "best_total_source": winner},
         )
 
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        """A run stopped on request still gets its deployable ``checkpoint_best_total.pth``."""
+        from rfdetr_core.training.callbacks.progress import StopRequested
+
+        if isinstance(exception, StopRequested):
+            self.on_fit_end(trainer, pl_module)
+
     def state_dict(self) -> dict[str, Any]:
         return {"best": dict(self.best), "best_epoch": dict(self.best_epoch)}
 

@@ -22,10 +22,15 @@ Events (``ProgressEvent.kind``):
               ``details`` the nested COCO result (per-class AP / F1 / P / R) when available.
 ``"end"``     once, ``stopped`` tells whether :meth:`TrainingProgress.request_stop` ended it.
 
-``request_stop()`` only sets a flag; the run stops after the current step, Lightning's normal end
-runs (``checkpoint_best_total.pth`` is written from the best epoch so far, ``last.ckpt`` holds the
-state to resume from) and ``train()`` returns normally. A callback that raises does not kill the
-run: the error is logged and the event dropped.
+``request_stop()`` only sets a flag; the run ends after the current optimisation step or the current
+validation batch (never after a whole validation pass: Lightning's ``should_stop`` would first run the
+full validation of the epoch, which took minutes on a CPU). It ends by raising :class:`StopRequested`
+from the batch hook, which Lightning passes through ``on_exception``; ``train()`` catches it and
+returns normally. Finished epochs keep what they wrote: their metrics, ``checkpoint_best_*.pth``
+(``checkpoint_best_total.pth`` is written from the best epoch so far) and ``last.ckpt`` of the last
+finished epoch, the state to resume from; the epoch cut short is not recorded and its ``"epoch"``
+event is not sent. A callback that raises does not kill the run: the error is logged and the event
+dropped.
 """
 
 from __future__ import annotations
@@ -42,6 +47,14 @@ import pytorch_lightning as pl
 import torch
 
 logger = logging.getLogger(__name__)
+
+
+class StopRequested(Exception):
+    """Raised from a batch hook after :meth:`TrainingProgress.request_stop`: ends ``fit`` at once.
+
+    An exception (not ``trainer.should_stop``) because Lightning honours ``should_stop`` only at the
+    end of a training batch and then still runs the epoch's whole validation pass.
+    """
 
 
 @dataclass
@@ -139,8 +152,23 @@ class TrainingProgress(pl.Callback):
             loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
             value = float(loss.detach()) if isinstance(loss, torch.Tensor) else None
             self._emit(self._event(trainer, "step", loss=value), keep=False)
+        self._check_stop()
+
+    def _check_stop(self) -> None:
         if self._stop.is_set():
-            trainer.should_stop = True
+            raise StopRequested("training stopped on request")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._check_stop()  # a stop asked during validation or data loading: no further step
+
+    def on_validation_batch_end(self, trainer: pl.Trainer, *args: Any) -> None:
+        self._check_stop()
+
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
+        if isinstance(exception, StopRequested):
+            self._emit(self._event(trainer, "end", metrics=_flat_metrics(trainer), stopped=True))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         details: dict[str, Any] = {}

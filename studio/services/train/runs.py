@@ -34,6 +34,7 @@ from sqlalchemy import select, update
 from studio.errors import StudioError
 from studio.services.data.dataset_export import export_coco
 from studio.services.train import runfolder
+from studio.services.train.checkpoints import checkpoint_path
 from studio.services.train.defaults import MODEL_SIZES
 from studio.services.train.status import ACTIVE, status_label
 from studio.store import Image, ProjectStore, Run
@@ -270,14 +271,15 @@ class RunInfo:
     error: str | None
     progress: dict[str, Any]
     stop_requested: bool
+    has_checkpoint: bool = False  # the best checkpoint file exists (Review / Export / Label offer the run)
 
     @property
     def status_label(self) -> str:
         """The word people see (:func:`~studio.services.train.status.status_label`)."""
-        return status_label(self.status, self.stop_requested)
+        return status_label(self.status, self.stop_requested, self.has_checkpoint)
 
 
-def _info(run: Run) -> RunInfo:
+def _info(store: ProjectStore, run: Run) -> RunInfo:
     end = run.finished_at or (utcnow() if run.status in ACTIVE else run.heartbeat_at)
     duration = (_naive(end) - _naive(run.started_at)).total_seconds() if run.started_at and end else None
     return RunInfo(
@@ -296,6 +298,7 @@ def _info(run: Run) -> RunInfo:
         error=run.error,
         progress=dict(run.progress or {}),
         stop_requested=bool(run.stop_requested),
+        has_checkpoint=bool((path := checkpoint_path(store, run)) and path.is_file()),
     )
 
 
@@ -304,7 +307,7 @@ def list_runs(store: ProjectStore, check_liveness: bool = True) -> list[RunInfo]
     if check_liveness:
         refresh_liveness(store)
     with store.session(readonly=True) as s:
-        return [_info(r) for r in s.scalars(select(Run).order_by(Run.id.desc()))]
+        return [_info(store, r) for r in s.scalars(select(Run).order_by(Run.id.desc()))]
 
 
 def get_run(store: ProjectStore, run_id: int) -> RunInfo:
@@ -312,7 +315,7 @@ def get_run(store: ProjectStore, run_id: int) -> RunInfo:
         run = s.get(Run, run_id)
         if run is None:
             raise StudioError(f"Run {run_id} does not exist.")
-        return _info(run)
+        return _info(store, run)
 
 
 def delete_run(store: ProjectStore, run_id: int) -> None:
