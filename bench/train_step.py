@@ -2,7 +2,7 @@
 
 Same data (a generated COCO dataset), batch 2, resolution 384, random initial weights, each
 implementation's own Lightning stack (module + data module + ``build_trainer``, EMA on, no
-augmentation besides the default resize, ``num_workers=0``), in its own subprocess so peak RSS is
+augmentation besides the default resize (no scale jitter), ``num_workers=0``), in its own subprocess so peak RSS is
 that implementation's alone. Step time = wall time between consecutive ``on_train_batch_start``
 calls (data loading + forward + loss + backward + clipping + AdamW + EMA), median after warm-up.
 
@@ -24,7 +24,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT))
 
 
 def _timer_callback(times: list[float]):
@@ -45,6 +44,7 @@ def _train_kwargs(data: str, out: str) -> dict:
         batch_size=2,
         num_workers=0,
         multi_scale=False,
+        scale_jitter=False,  # defaults to True on both sides: a random crop for half the samples
         aug_config={},
         seed=0,
         tensorboard=False,

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-_VARIANTS = ("nano", "small", "medium", "base", "large")
+from rfdetr_core.variants import VARIANTS
 
 
 def _build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def _build_parser() -> argparse.ArgumentParser:
     src = pred.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="checkpoint .pth (variant inferred from it)")
     src.add_argument(
-        "--variant", choices=_VARIANTS, help="official COCO-pretrained variant (downloads if needed)"
+        "--variant", choices=list(VARIANTS), help="official COCO-pretrained variant (downloads if needed)"
     )
     pred.add_argument("--threshold", type=float, default=0.5, help="minimum confidence (default 0.5)")
     pred.add_argument("--device", default=None, help="cpu, cuda, cuda:1 … (default: the config's)")
@@ -50,8 +50,7 @@ def _load_model(args: argparse.Namespace):
         return rfdetr_core.RFDETR.from_checkpoint(
             args.weights, trust_checkpoint=args.trust_checkpoint, **extra
         )
-    cls = getattr(rfdetr_core, f"RFDETR{args.variant.capitalize()}")
-    return cls(**extra)
+    return VARIANTS[args.variant].model_class(**extra)
 
 
 def _predict(args: argparse.Namespace) -> int:

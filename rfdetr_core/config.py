@@ -4,6 +4,8 @@ Field names follow the reference implementation's ``ModelConfig`` so that the ``
 official checkpoint map onto this class one to one (see :mod:`rfdetr_core.models.args`). Only
 architecture fields drive :func:`rfdetr_core.models.build_model`; the others (``device``, ``amp``,
 ``pretrain_weights`` ...) are carried so a config survives a round trip through a checkpoint.
+The table of published variants (name, model class, config class, size) is
+:data:`rfdetr_core.variants.VARIANTS`.
 """
 
 from __future__ import annotations
@@ -193,12 +195,3 @@ class RFDETRLargeConfig(ModelConfig):
     resolution: int = 704
     num_queries: int = 300
     num_select: int = 300
-
-
-VARIANT_CONFIGS: dict[str, type[ModelConfig]] = {
-    "nano": RFDETRNanoConfig,
-    "small": RFDETRSmallConfig,
-    "medium": RFDETRMediumConfig,
-    "base": RFDETRBaseConfig,
-    "large": RFDETRLargeConfig,
-}

@@ -161,26 +161,8 @@ class RFDETR:
         multiples of ``patch_size * num_windows``.
         """
         cfg = self.model_config
-        patch = inference.resolve_patch_size(patch_size, cfg.patch_size)
-        block = patch * cfg.num_windows
-        if shape is None:
-            if self.model.resolution % block:
-                raise ValueError(
-                    f"Model's default resolution ({self.model.resolution}) is not divisible by block_size={block} "
-                    f"(patch_size={patch} * num_windows={cfg.num_windows}). Provide an explicit shape."
-                )
-            size = (self.model.resolution, self.model.resolution)
-        else:
-            size = inference.validate_shape(shape, block, patch, cfg.num_windows)
-        if (
-            not self._is_optimized_for_inference
-            and not self._has_warned_about_not_being_optimized_for_inference
-        ):
-            logger.warning(
-                "Model is not optimized for inference. Latency may be higher than expected. "
-                "You can optimize the model for inference by calling model.optimize_for_inference()."
-            )
-            self._has_warned_about_not_being_optimized_for_inference = True
+        size = self._input_size(shape, patch_size)
+        self._warn_once_if_not_optimized()
         batch_in = images if isinstance(images, list) else [images]
         loaded = [
             inference.load_image(img, num_channels=cfg.num_channels, keep_source=include_source_image)
@@ -205,6 +187,29 @@ class RFDETR:
             for res, img in zip(results, loaded, strict=True)
         ]
         return detections if len(detections) > 1 else detections[0]
+
+    def _input_size(self, shape: tuple[int, int] | None, patch_size: int | None) -> tuple[int, int]:
+        """``(h, w)`` the network runs at: *shape* if given and valid, else the model's resolution."""
+        cfg = self.model_config
+        patch = inference.resolve_patch_size(patch_size, cfg.patch_size)
+        block = patch * cfg.num_windows
+        if shape is not None:
+            return inference.validate_shape(shape, block, patch, cfg.num_windows)
+        if self.model.resolution % block:
+            raise ValueError(
+                f"Model's default resolution ({self.model.resolution}) is not divisible by block_size={block} "
+                f"(patch_size={patch} * num_windows={cfg.num_windows}). Provide an explicit shape."
+            )
+        return (self.model.resolution, self.model.resolution)
+
+    def _warn_once_if_not_optimized(self) -> None:
+        if self._is_optimized_for_inference or self._has_warned_about_not_being_optimized_for_inference:
+            return
+        logger.warning(
+            "Model is not optimized for inference. Latency may be higher than expected. "
+            "You can optimize the model for inference by calling model.optimize_for_inference()."
+        )
+        self._has_warned_about_not_being_optimized_for_inference = True
 
     def _forward(self, batch: torch.Tensor) -> dict[str, torch.Tensor]:
         if not self._is_optimized_for_inference:

@@ -23,6 +23,7 @@ from PIL import Image
 from torch import nn
 
 from rfdetr_core.coco_classes import COCO_CLASS_NAMES, COCO_CLASSES
+from rfdetr_core.ops.boxes import cxcywh_to_xyxy
 
 ImageInput = Any  # str | os.PathLike | PIL.Image.Image | np.ndarray | torch.Tensor
 
@@ -204,9 +205,7 @@ def postprocess(outputs: dict[str, torch.Tensor], target_sizes: torch.Tensor, nu
     scores = prob.gather(1, order)
     query = torch.div(order, num_classes, rounding_mode="floor")
     labels = order % num_classes
-    cx, cy, w, h = boxes.float().unbind(-1)
-    xyxy = torch.stack([cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h], dim=-1)
-    xyxy = xyxy.gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
+    xyxy = cxcywh_to_xyxy(boxes.float()).gather(1, query.unsqueeze(-1).expand(-1, -1, 4))
     img_h, img_w = target_sizes.unbind(1)
     scale = torch.stack([img_w, img_h, img_w, img_h], dim=1).to(xyxy.dtype)[:, None, :]
     xyxy = (xyxy * scale).clamp_min(0.0).clamp(max=scale)

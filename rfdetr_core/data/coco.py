@@ -23,6 +23,7 @@ from typing import Any
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.ops import box_convert
 
 from rfdetr_core.data.classes import ClassMap, coco_class_map, read_coco_file
 from rfdetr_core.data.errors import DatasetError
@@ -120,7 +121,7 @@ class CocoDetectionDataset(Dataset):
         image_id = self.ids[index]
         anns = [a for a in self.annotations[image_id] if include_crowd or not a.get("iscrowd", 0)]
         boxes = torch.as_tensor([a["bbox"] for a in anns], dtype=torch.float32).reshape(-1, 4)
-        boxes[:, 2:] += boxes[:, :2]
+        boxes = box_convert(boxes, "xywh", "xyxy")
         boxes[:, 0::2].clamp_(min=0, max=width)
         boxes[:, 1::2].clamp_(min=0, max=height)
         labels = torch.as_tensor(

@@ -34,8 +34,11 @@ import torch
 from PIL import Image, ImageFilter
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from torch import Tensor
+from torchvision.ops import box_area
 from torchvision.transforms import InterpolationMode
 from torchvision.transforms.v2 import functional as TF
+
+from rfdetr_core.ops.boxes import xyxy_to_cxcywh
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -136,8 +139,7 @@ def _clip_and_keep(target: Target, boxes: Tensor, width: int, height: int) -> Ta
     keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
     target = _keep_instances(dict(target, boxes=boxes), keep)
     if "area" in target:
-        kept = target["boxes"]
-        target["area"] = (kept[:, 2] - kept[:, 0]) * (kept[:, 3] - kept[:, 1])
+        target["area"] = box_area(target["boxes"])
     return target
 
 
@@ -182,15 +184,15 @@ def _rotate(image: Image.Image, target: Target, degrees: float) -> tuple[Image.I
 
 
 # -- random helpers -------------------------------------------------------------------------------
-def _rand(gen: torch.Generator) -> float:
+def _rand(gen: torch.Generator | None) -> float:
     return float(torch.rand((), generator=gen))
 
 
-def _randint(gen: torch.Generator, low: int, high_inclusive: int) -> int:
+def _randint(gen: torch.Generator | None, low: int, high_inclusive: int) -> int:
     return int(torch.randint(low, high_inclusive + 1, (), generator=gen)) if high_inclusive > low else low
 
 
-def _choice(gen: torch.Generator, values: list[int]) -> int:
+def _choice(gen: torch.Generator | None, values: list[int]) -> int:
     return values[_randint(gen, 0, len(values) - 1)]
 
 
@@ -211,16 +213,7 @@ def to_uint8_image(tensor: Tensor) -> np.ndarray:
 
 def normalise_target(target: Target, height: int, width: int) -> Target:
     """Pixel ``xyxy`` boxes -> ``cxcywh`` divided by the image size, the format the loss expects."""
-    boxes = target["boxes"]
-    cxcywh = torch.stack(
-        (
-            (boxes[:, 0] + boxes[:, 2]) / 2,
-            (boxes[:, 1] + boxes[:, 3]) / 2,
-            boxes[:, 2] - boxes[:, 0],
-            boxes[:, 3] - boxes[:, 1],
-        ),
-        dim=1,
-    )
+    cxcywh = xyxy_to_cxcywh(target["boxes"])
     return dict(target, boxes=cxcywh / torch.tensor([width, height, width, height], dtype=torch.float32))
 
 
@@ -253,6 +246,25 @@ class AugmentPipeline:
         self.train = train
         self.sizes = training_sizes(self.config, resolution, block_size) if train else [resolution]
 
+    @property
+    def draws_random(self) -> bool:
+        """Whether a training sample draws any random number.
+
+        An augmentation-free pipeline draws none, like the reference's: its samplers take each epoch's
+        order from the global torch RNG, so one draw per sample would shift every later epoch's order
+        (issue 20). A knob missing here is harmless: with no generator, draws come from the global RNG.
+        """
+        cfg = self.config
+        chances = (
+            cfg.horizontal_flip,
+            cfg.vertical_flip,
+            cfg.rotate,
+            cfg.color_jitter,
+            cfg.grayscale,
+            cfg.blur,
+        )
+        return self.train and (len(self.sizes) > 1 or cfg.scale_jitter or any(chances))
+
     def _random_size_crop(self, image: Image.Image, target: Target, gen: torch.Generator, size: int):
         cfg = self.config
         image, target = _resize_shortest_side(image, target, _choice(gen, cfg.crop_pre_sizes))
@@ -283,7 +295,7 @@ class AugmentPipeline:
         """Geometric + photometric steps only: returns the PIL image and a target with pixel boxes."""
         if not self.train:
             return _resize(image, target, self.resolution, self.resolution)
-        gen = generator if generator is not None else _generator_from_global_rng()
+        gen = generator if generator is not None or not self.draws_random else _generator_from_global_rng()
         cfg = self.config
         size = _choice(gen, self.sizes)
         if cfg.scale_jitter and _rand(gen) >= 0.5:

@@ -21,10 +21,12 @@ import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
+from torchvision.ops import box_area
 
 from rfdetr_core.data.classes import ClassMap
 from rfdetr_core.data.errors import DatasetError
 from rfdetr_core.data.layout import list_images
+from rfdetr_core.ops.boxes import cxcywh_to_xyxy_np
 
 Transform = Callable[[Image.Image, dict[str, Any]], tuple[Any, dict[str, Any]]]
 
@@ -59,11 +61,11 @@ def _parse_line(values: list[str], where: str, num_classes: int) -> tuple[int, n
     except ValueError:
         raise DatasetError(f"{where}: coordinates must be numbers, got {' '.join(values[1:])!r}.") from None
     if len(coords) == 4:
-        cx, cy, w, h = coords
+        w, h = coords[2:]
         if w < 0 or h < 0:
             raise DatasetError(f"{where}: negative box width or height.")
         # Same arithmetic order as the reference, so both give bit-identical pixels.
-        box = np.array([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], dtype=np.float32)
+        box = cxcywh_to_xyxy_np(np.array(coords)).astype(np.float32)
     else:
         points = np.array(coords, dtype=np.float32).reshape(-1, 2)
         box = np.array([*points.min(axis=0), *points.max(axis=0)], dtype=np.float32)
@@ -139,7 +141,7 @@ class YoloDetectionDataset(Dataset):
             "boxes": boxes,
             "labels": torch.from_numpy(sample.labels.copy())[keep],
             "image_id": torch.as_tensor([index]),
-            "area": (boxes[:, 3] - boxes[:, 1]) * (boxes[:, 2] - boxes[:, 0]),
+            "area": box_area(boxes),
             "iscrowd": torch.zeros(len(boxes), dtype=torch.int64),
             "orig_size": torch.as_tensor([sample.height, sample.width]),
             "size": torch.as_tensor([sample.height, sample.width]),

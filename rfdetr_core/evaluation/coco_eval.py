@@ -19,6 +19,8 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
+from rfdetr_core.ops.boxes import cxcywh_to_xyxy_np, xyxy_to_xywh_np
+
 STAT_NAMES = (
     "mAP_50_95",
     "mAP_50",
@@ -41,11 +43,6 @@ def _array(value: Any, dtype: Any) -> np.ndarray:
     return np.asarray(value, dtype=dtype)
 
 
-def _xyxy_to_xywh(boxes: np.ndarray) -> np.ndarray:
-    boxes = boxes.reshape(-1, 4).astype(np.float64)
-    return np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], axis=1)
-
-
 def _mean_valid(values: np.ndarray) -> float | None:
     """Mean of the entries pycocotools filled in (it writes -1 where a class has no ground truth)."""
     valid = values[values > -1]
@@ -59,13 +56,8 @@ def pixel_ground_truth(target: dict[str, Any]) -> dict[str, Any]:
     prefer ``dataset.evaluation_target(index)`` where the dataset is at hand.
     """
     height, width = (float(v) for v in _array(target["orig_size"], np.float64)[:2])
-    cx, cy, w, h = _array(target["boxes"], np.float64).reshape(-1, 4).T
-    boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1) * [
-        width,
-        height,
-        width,
-        height,
-    ]
+    scale = np.array([width, height, width, height])
+    boxes = cxcywh_to_xyxy_np(_array(target["boxes"], np.float64).reshape(-1, 4)) * scale
     out = dict(target, boxes=boxes)
     if "area" in target and "size" in target:
         size_h, size_w = (float(v) for v in _array(target["size"], np.float64)[:2])
@@ -103,13 +95,23 @@ def load_detections(ground_truth: COCO, detections: list[dict]) -> COCO:
 
 
 def run_cocoeval(ground_truth: COCO, detections: COCO, max_dets: int = 100) -> COCOeval:
-    """Evaluate boxes; ``max_dets`` replaces pycocotools' last max-detections setting (100)."""
+    """Evaluate boxes keeping at most ``max_dets`` detections per image (pycocotools' default: 100).
+
+    Two pycocotools details make any other value wrong unless handled: ``evaluate`` sorts
+    ``params.maxDets`` and ``summarize`` reads the last entry, so ``[1, 10, 3]`` would summarise at 10;
+    hence the settings are capped at ``max_dets`` (``[1, 3, 3]``), keeping the requested one last. And
+    ``summarize`` reads mAP@[.5:.95] (``stats[0]``) at a hard-coded ``maxDets=100`` (-1 for any other
+    value), so that one is recomputed from the precision array the same way, at the last index.
+    """
     evaluator = COCOeval(ground_truth, detections, iouType="bbox")
-    evaluator.params.maxDets = [1, 10, max_dets]
+    evaluator.params.maxDets = [min(1, max_dets), min(10, max_dets), max_dets]
     with contextlib.redirect_stdout(io.StringIO()):
         evaluator.evaluate()
         evaluator.accumulate()
         evaluator.summarize()
+    all_areas = evaluator.params.areaRngLbl.index("all")
+    ap = _mean_valid(evaluator.eval["precision"][:, :, :, all_areas, -1])
+    evaluator.stats[0] = -1.0 if ap is None else ap
     return evaluator
 
 
@@ -166,7 +168,7 @@ class CocoEvaluator:
         if "orig_size" in target:
             info["height"], info["width"] = (int(v) for v in _array(target["orig_size"], np.int64)[:2])
         self.images.append(info)
-        boxes = _xyxy_to_xywh(_array(target["boxes"], np.float64))
+        boxes = xyxy_to_xywh_np(_array(target["boxes"], np.float64).reshape(-1, 4))
         labels = _array(target["labels"], np.int64).reshape(-1)
         crowd = _array(target.get("iscrowd", np.zeros(len(labels))), np.int64).reshape(-1)
         area = (
@@ -183,7 +185,7 @@ class CocoEvaluator:
                     "iscrowd": int(is_crowd),
                 }
             )
-        det_boxes = _xyxy_to_xywh(_array(prediction["boxes"], np.float64))
+        det_boxes = xyxy_to_xywh_np(_array(prediction["boxes"], np.float64).reshape(-1, 4))
         det_scores = _array(prediction["scores"], np.float64).reshape(-1)
         det_labels = _array(prediction["labels"], np.int64).reshape(-1)
         for box, score, label in zip(det_boxes, det_scores, det_labels, strict=True):

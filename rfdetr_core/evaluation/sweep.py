@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from rfdetr_core.ops.boxes import box_iou_np
+
 DEFAULT_THRESHOLDS = np.linspace(0.0, 1.0, 101)
 
 
@@ -41,17 +43,6 @@ def _numpy(value: Any, dtype: Any) -> np.ndarray:
             else value.detach().cpu().numpy()
         )
     return np.asarray(value, dtype=dtype)
-
-
-def _iou_matrix(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes (rows: detections, columns: ground truth)."""
-    top_left = np.maximum(boxes[:, None, :2], gt_boxes[None, :, :2])
-    bottom_right = np.minimum(boxes[:, None, 2:], gt_boxes[None, :, 2:])
-    inter = np.prod(np.clip(bottom_right - top_left, 0, None), axis=-1)
-    area = np.prod(boxes[:, 2:] - boxes[:, :2], axis=-1)
-    gt_area = np.prod(gt_boxes[:, 2:] - gt_boxes[:, :2], axis=-1)
-    union = area[:, None] + gt_area[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def _greedy_match(iou: np.ndarray, crowd: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +80,7 @@ def match_detections(
         gt_boxes = _numpy(target["boxes"], np.float64).reshape(-1, 4)
         gt_labels = _numpy(target["labels"], np.int64).reshape(-1)
         gt_crowd = _numpy(target.get("iscrowd", np.zeros(len(gt_labels))), np.int64).reshape(-1).astype(bool)
-        iou = _iou_matrix(boxes, gt_boxes) if len(boxes) and len(gt_boxes) else None
+        iou = box_iou_np(boxes, gt_boxes) if len(boxes) and len(gt_boxes) else None
         for label in np.union1d(labels, gt_labels).tolist():
             entry = classes.setdefault(label, ClassMatches([], [], []))
             rows, columns = np.flatnonzero(labels == label), np.flatnonzero(gt_labels == label)

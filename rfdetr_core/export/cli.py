@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-VARIANTS = ("nano", "small", "medium", "base", "large")
+from rfdetr_core.variants import VARIANTS
 
 
 def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -27,7 +27,7 @@ def add_export_parser(subparsers: Any) -> argparse.ArgumentParser:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--weights", help="checkpoint .pth (variant inferred from it)")
     src.add_argument(
-        "--variant", choices=VARIANTS, help="official variant (pretrained weights, downloads if needed)"
+        "--variant", choices=list(VARIANTS), help="official variant (pretrained weights, downloads if needed)"
     )
     p.add_argument("--format", choices=("onnx", "tflite", "roboflow"), default="onnx")
     p.add_argument("--output", default="output", help="output folder (default: output)")
@@ -58,7 +58,7 @@ def _load(args: argparse.Namespace):
 
     if args.weights:
         return rfdetr_core.RFDETR.from_checkpoint(args.weights, trust_checkpoint=args.trust_checkpoint)
-    return getattr(rfdetr_core, f"RFDETR{args.variant.capitalize()}")()
+    return VARIANTS[args.variant].model_class()
 
 
 def _notes(text: str | None) -> object:

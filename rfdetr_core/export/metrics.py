@@ -15,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from rfdetr_core.ops.boxes import box_iou_np, cxcywh_to_xyxy_np
+
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(x, -60, 60)))
@@ -30,23 +32,10 @@ def decode(boxes: np.ndarray, logits: np.ndarray, size_hw: tuple[int, int], top_
     num_classes = logits.shape[-1]
     order = np.argsort(-prob, kind="stable")[:top_k]
     query, labels = order // num_classes, order % num_classes
-    cx, cy, w, h = boxes[query].astype(np.float64).T
     height, width = size_hw
-    xyxy = np.stack(
-        [(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1
-    )
+    xyxy = cxcywh_to_xyxy_np(boxes[query]) * [width, height, width, height]
     xyxy = np.clip(xyxy, 0, [width, height, width, height])
     return {"boxes": xyxy, "scores": prob[order], "labels": labels, "queries": query}
-
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of xyxy boxes ``a [N,4]`` and ``b [M,4]``."""
-    lt = np.maximum(a[:, None, :2], b[None, :, :2])
-    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.prod(np.clip(rb - lt, 0, None), axis=2)
-    area_a = np.prod(a[:, 2:] - a[:, :2], axis=1)
-    area_b = np.prod(b[:, 2:] - b[:, :2], axis=1)
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
 
 
 def match_detections(
@@ -70,7 +59,7 @@ def match_detections(
         used = np.zeros(len(o_labels), bool)
         n = min(top_k, len(r["scores"]))
         r_boxes = np.asarray(r["boxes"][:n]).reshape(-1, 4)
-        ious = iou_matrix(r_boxes, o_boxes) if n and len(o_labels) else np.zeros((n, 0))
+        ious = box_iou_np(r_boxes, o_boxes) if n and len(o_labels) else np.zeros((n, 0))
         # a degenerate box (clipped flat at the image edge) has IoU 0 even with itself: within 1 px is a match
         if ious.size:
             ious = np.where(np.abs(r_boxes[:, None, :] - o_boxes[None, :, :]).max(-1) <= 1.0, 1.0, ious)

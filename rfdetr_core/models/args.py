@@ -16,20 +16,15 @@ from typing import Any
 
 from torch import Tensor
 
-from rfdetr_core.config import VARIANT_CONFIGS, ModelConfig
+from rfdetr_core.config import ModelConfig
+from rfdetr_core.variants import VARIANTS
 
 #: Older checkpoint spellings -> current field names.
 RENAMED_FIELDS = {"dinov2_patch_size": "patch_size", "dinov2_num_windows": "num_windows"}
 #: Run-specific fields that must not leak from someone else's training machine.
 IGNORED_FIELDS = {"device", "pretrain_weights"}
 #: ``model_name`` values written by the reference (class names) -> our variant keys.
-MODEL_NAMES = {
-    "RFDETRNano": "nano",
-    "RFDETRSmall": "small",
-    "RFDETRMedium": "medium",
-    "RFDETRBase": "base",
-    "RFDETRLarge": "large",
-}
+MODEL_NAMES = {v.model_class.__name__: v.key for v in VARIANTS.values()}
 
 _PREFIX = "backbone.0.encoder.encoder."
 
@@ -99,7 +94,7 @@ def guess_variant(fields: Mapping[str, Any]) -> str:
         defaults = cls.model_fields
         return sum(1 for k in keys if k in fields and fields[k] == defaults[k].default)
 
-    return max(VARIANT_CONFIGS, key=lambda variant: score(VARIANT_CONFIGS[variant]))
+    return max(VARIANTS, key=lambda key: score(VARIANTS[key].config_class))
 
 
 def model_config_from_args(
@@ -121,7 +116,7 @@ def model_config_from_args(
             fields[new] = raw[new]
     if state_dict is not None:
         fields.update(facts_from_state_dict(state_dict))
-    cls = VARIANT_CONFIGS[variant or guess_variant(fields)]
+    cls = VARIANTS[variant or guess_variant(fields)].config_class
     if "resolution" not in fields and "positional_encoding_size" in fields and "patch_size" in fields:
         default_grid = cls.model_fields["positional_encoding_size"].default
         if fields["positional_encoding_size"] != default_grid:

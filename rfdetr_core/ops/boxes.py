@@ -20,8 +20,15 @@ from torch import Tensor
 
 
 def cxcywh_to_xyxy(boxes: Tensor) -> Tensor:
-    """``(cx, cy, w, h)`` -> ``(x0, y0, x1, y1)``."""
+    """``(cx, cy, w, h)`` -> ``(x0, y0, x1, y1)``; a negative width or height counts as 0.
+
+    The clamp is the reference's, and it matters beyond the sign: ``clamp`` has zero gradient at
+    exactly 0, so a query that outputs ``w == 0`` gets no width gradient from GIoU. Without it, the
+    gradient of the few such queries at initialisation changed the norm that ``clip_max_norm``
+    scales by, and with it every parameter's first update (issue 20).
+    """
     cx, cy, w, h = boxes.unbind(-1)
+    w, h = w.clamp(min=0.0), h.clamp(min=0.0)
     return torch.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), dim=-1)
 
 
@@ -70,6 +77,14 @@ def xywh_to_xyxy_np(boxes: np.ndarray) -> np.ndarray:
     """``(x, y, w, h)`` -> ``(x0, y0, x1, y1)`` for an ``[..., 4]`` array."""
     boxes = np.asarray(boxes, dtype=np.float64)
     return np.concatenate([boxes[..., :2], boxes[..., :2] + boxes[..., 2:]], axis=-1)
+
+
+def cxcywh_to_xyxy_np(boxes: np.ndarray) -> np.ndarray:
+    """``(cx, cy, w, h)`` -> ``(x0, y0, x1, y1)`` for an ``[..., 4]`` array (the torch version's twin,
+    negative sizes clamped at 0 the same way)."""
+    cx, cy, w, h = np.moveaxis(np.asarray(boxes, dtype=np.float64), -1, 0)
+    w, h = np.maximum(w, 0.0), np.maximum(h, 0.0)
+    return np.stack((cx - 0.5 * w, cy - 0.5 * h, cx + 0.5 * w, cy + 0.5 * h), axis=-1)
 
 
 def xyxy_to_xywh_np(boxes: np.ndarray) -> np.ndarray:

@@ -25,8 +25,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from rfdetr_core.variants import VARIANTS
+
 LIGHTNING_SUBCOMMANDS = ("fit", "validate", "test", "predict")
-_VARIANTS = ("nano", "small", "medium", "base", "large")
 
 
 # -- `train` ---------------------------------------------------------------------------------------
@@ -51,7 +52,7 @@ def build_train_parser() -> argparse.ArgumentParser:
         description="Fine-tune an RF-DETR model (options are the keyword arguments of RFDETR.train()).",
     )
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--variant", choices=_VARIANTS, default="nano", help="model size (default nano)")
+    source.add_argument("--variant", choices=list(VARIANTS), default="nano", help="model size (default nano)")
     source.add_argument("--weights", help="start from this checkpoint (.pth); the variant is read from it")
     parser.add_argument(
         "--model",
@@ -93,7 +94,7 @@ def run_train(argv: Sequence[str]) -> int:
     if weights:
         model = rfdetr_core.RFDETR.from_checkpoint(weights, **model_kwargs)
     else:
-        model = getattr(rfdetr_core, f"RFDETR{variant.capitalize()}")(**model_kwargs)
+        model = VARIANTS[variant].model_class(**model_kwargs)
     kwargs = {k: v for k, v in args.items() if v is not None or k not in ("resolution", "device")}
     kwargs.setdefault("progress_bar", "tqdm")  # a terminal user wants to see it move
     run_training(model, **kwargs)  # what model.train(**kwargs) does

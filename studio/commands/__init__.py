@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import argparse
 
-from studio.commands import data, deploy, projects, review, train
+from studio.commands import data, deploy, projects, quality, review, train
 from studio.commands.common import run_command
 
-MODULES = (projects, data, train, review, deploy)
+MODULES = (projects, data, train, review, deploy, quality)
 COMMANDS = tuple(name for module in MODULES for name in module.NAMES)
 
 

@@ -141,16 +141,44 @@ def test_coco_stats_equal_direct_pycocotools(seed: int) -> None:
     assert abs(np.mean(valid_ap) - metrics["mAP_50_95"]) <= 1e-6
 
 
-def test_max_dets_is_passed_to_pycocotools() -> None:
+def summary_from_arrays(evaluator: COCOeval, max_dets: int) -> list[float]:
+    """The 12 COCO stats read straight from pycocotools' precision [T,R,K,A,M] / recall [T,K,A,M]."""
+    precision, recall = evaluator.eval["precision"], evaluator.eval["recall"]
+    at = evaluator.params.maxDets.index  # pycocotools sorts maxDets, so look each setting up
+
+    def mean(values: np.ndarray) -> float:
+        valid = values[values > -1]
+        return float(valid.mean()) if valid.size else -1.0
+
+    m = at(max_dets)
+    iou_50, iou_75 = (int(np.flatnonzero(np.isclose(evaluator.params.iouThrs, t))[0]) for t in (0.5, 0.75))
+    return [
+        mean(precision[..., 0, m]),
+        mean(precision[iou_50, ..., 0, m]),
+        mean(precision[iou_75, ..., 0, m]),
+        *(mean(precision[..., area, m]) for area in (1, 2, 3)),
+        mean(recall[..., 0, at(1)]),
+        mean(recall[..., 0, at(min(10, max_dets))]),
+        *(mean(recall[..., area, m]) for area in (0, 1, 2, 3)),
+    ]
+
+
+@pytest.mark.parametrize("max_dets", [1, 3, 100])
+def test_max_dets_is_passed_to_pycocotools(max_dets: int) -> None:
+    """Every stat at the requested maxDets, read from a plain pycocotools run's own arrays.
+
+    pycocotools' ``summarize`` computes mAP@[.5:.95] at a hard-coded maxDets=100 (-1 otherwise) and the
+    other stats at the largest setting (10 when asked for 3), so only 100 can be compared to its stats.
+    """
     images, predictions, targets = random_world(7)
-    evaluator = CocoEvaluator([f"c{k}" for k in range(NUM_CLASSES)], max_dets=3)
+    evaluator = CocoEvaluator([f"c{k}" for k in range(NUM_CLASSES)], max_dets=max_dets)
     evaluator.update(predictions, targets)
-    np.testing.assert_allclose(
-        evaluator.compute()["stats"],
-        direct_cocoeval(images, predictions, targets, 3).stats,
-        atol=1e-6,
-        rtol=0,
-    )
+    direct = direct_cocoeval(images, predictions, targets, max_dets)
+    stats = evaluator.compute()["stats"]
+    np.testing.assert_allclose(stats, summary_from_arrays(direct, max_dets), atol=1e-9, rtol=0)
+    assert stats[0] > 0
+    if max_dets == 100:
+        assert stats == [float(v) for v in direct.stats]
 
 
 def test_no_detections_at_all_scores_zero() -> None:

@@ -169,3 +169,32 @@ def test_a_few_optimiser_steps_on_free_predictions_fit_the_targets() -> None:
         history.append(float(total.detach()))
     assert history[-1] < 0.25 * history[0]
     assert float(losses["loss_giou"].detach()) < 0.3 and float(losses["class_error"]) == 0.0
+
+
+def test_degenerate_boxes_give_the_reference_gradients() -> None:
+    """Queries at exactly [0, 0, 0, 0] or with negative sizes, as at initialisation (issue 20).
+
+    The reference clamps w and h at 0 before converting to corners; ``clamp`` has zero gradient at
+    0, so without the clamp these queries' GIoU gradient differed and so did the clipped update.
+    """
+    generator = torch.Generator().manual_seed(11)
+    outputs = random_outputs(generator, batch=2, queries=13 * 6, classes=4, aux_layers=1, requires_grad=True)
+    with torch.no_grad():
+        for layer in (outputs, outputs["aux_outputs"][0], outputs["enc_outputs"]):
+            layer["pred_boxes"][:, :8] = 0.0
+            layer["pred_boxes"][:, 8:12, 2:] = -0.1
+    targets = random_targets(generator, [4, 3], classes=4)
+    reference = reference_criterion(4, dec_layers=2).train()
+    ours = SetCriterion(weight_dict=build_weight_dict(2)).train()
+    leaves = [
+        outputs["pred_boxes"],
+        outputs["aux_outputs"][0]["pred_boxes"],
+        outputs["enc_outputs"]["pred_boxes"],
+    ]
+    ref_losses = reference(outputs, targets)
+    ref_total = sum(ref_losses[k] * w for k, w in reference.weight_dict.items() if k in ref_losses)
+    ref_grads = torch.autograd.grad(ref_total, leaves)
+    our_grads = torch.autograd.grad(ours.total(ours(outputs, targets)), leaves)
+    for ours_grad, ref_grad in zip(our_grads, ref_grads, strict=True):
+        torch.testing.assert_close(ours_grad, ref_grad, atol=1e-7, rtol=1e-6)
+    assert our_grads[0][:, :8].abs().sum() > 0  # the degenerate queries were matched and do get a gradient

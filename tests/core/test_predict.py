@@ -354,3 +354,31 @@ def test_configs_and_train_arguments(nano_pair) -> None:
         ours.train(dataset_dir="data", epoch=1)  # train() validates its keywords before any work
     with pytest.raises(Exception, match="Dataset folder not found"):
         ours.train(dataset_dir="/nonexistent/dataset", epochs=1)
+
+
+def degenerate_outputs(seed: int) -> dict[str, torch.Tensor]:
+    """Raw outputs with the boxes an untrained head produces: exact zeros, negative and huge sizes."""
+    generator = torch.Generator().manual_seed(seed)
+    boxes = torch.rand(2, 40, 4, generator=generator) * 1.6 - 0.3  # centres and sizes outside [0, 1]
+    boxes[0, :5] = 0.0
+    boxes[1, :5, 2:] = -torch.rand(5, 2, generator=generator)  # negative width and height
+    boxes[1, 5:8, 2] = 0.0
+    logits = torch.randn(2, 40, 7, generator=generator)
+    logits[:, :8] += 4.0  # rank the degenerate queries first, so every one is selected
+    return {"pred_logits": logits, "pred_boxes": boxes}
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_postprocess_of_degenerate_boxes_is_bit_exact_with_the_reference(seed: int) -> None:
+    from rfdetr.models.postprocess import PostProcess
+
+    from rfdetr_core.inference import postprocess
+
+    outputs = degenerate_outputs(seed)
+    sizes = torch.tensor([[480, 640], [333, 517]])
+    ours = postprocess(outputs, sizes, num_select=60)
+    theirs = PostProcess(num_select=60)(outputs, sizes)
+    for mine, ref in zip(ours, theirs, strict=True):
+        for key in ("scores", "labels", "boxes"):
+            assert torch.equal(mine[key], ref[key]), key
+        assert (mine["boxes"][:, 2:] >= mine["boxes"][:, :2]).all()  # never reversed

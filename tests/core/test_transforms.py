@@ -243,3 +243,22 @@ def test_reference_train_kwargs_map_onto_the_pipeline() -> None:
         AugmentConfig(blur=0.3, grayscale=0.1, color_jitter=0.2),
     ):
         assert augment_config_from_train_kwargs(**train_kwargs_from_augment_config(config)) == config
+
+
+def test_an_augmentation_free_pipeline_draws_no_random_number() -> None:
+    """Like the reference's: both samplers take the next epoch's order from the global torch RNG, so one
+    draw per sample shifted every later epoch's batches (issue 20)."""
+    image, boxes = two_box_image()
+    target = {"boxes": torch.as_tensor(boxes), "labels": torch.tensor([0, 1])}
+    quiet = AugmentPipeline(
+        AugmentConfig(horizontal_flip=0.0, multi_scale="off", scale_jitter=False), resolution=128
+    )
+    assert not quiet.draws_random
+    torch.manual_seed(3)
+    state = torch.get_rng_state()
+    quiet(image, target)
+    assert torch.equal(torch.get_rng_state(), state)
+    noisy = AugmentPipeline(AugmentConfig(multi_scale="off", scale_jitter=False), resolution=128)  # flips
+    assert noisy.draws_random
+    noisy(image, target)
+    assert not torch.equal(torch.get_rng_state(), state)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from rfdetr_core.ops.boxes import box_iou_np, xywh_to_xyxy_np
+
 # Roboflow-like categories: id 0 is the dataset placeholder, leaves carry a real supercategory.
 CATEGORIES: list[dict] = [
     {"id": 0, "name": "shapes", "supercategory": "none"},
@@ -92,13 +94,6 @@ def _draw_shape(
     return [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)]
 
 
-def _iou(a: list[float], b: list[float]) -> float:
-    ix = max(0.0, min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
-
-
 def generate_scenes(
     n: int, seed: int = 0, size: tuple[int, int] = (320, 240), boxes_per_image: tuple[int, int] = (1, 6)
 ) -> Iterator[Scene]:
@@ -117,7 +112,8 @@ def generate_scenes(
             probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))  # measure first, draw only if it fits
             state = rng.bit_generator.state
             box = _draw_shape(probe, rng, kind, w, h)
-            if any(_iou(box, b) > 0.3 for _, b in scene.boxes):
+            placed = xywh_to_xyxy_np([b for _, b in scene.boxes]).reshape(-1, 4)
+            if (box_iou_np(xywh_to_xyxy_np(box), placed) > 0.3).any():
                 continue
             rng.bit_generator.state = state
             _draw_shape(draw, rng, kind, w, h)

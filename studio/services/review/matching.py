@@ -36,26 +36,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rfdetr_core.ops.boxes import box_iou_np
 from studio.services.review.data import Boxes
 
 TP, FP_CLASS, FP_DUPLICATE, FP_BACKGROUND = 0, 1, 2, 3
 HIDDEN = -1
+iou_matrix = box_iou_np  # the name metrics.py and tests/studio/test_review_matching.py use
 BACKGROUND = -1  # "no box" side of a confusion cell in :class:`ImageMatch`
 KIND_NAMES = {TP: "tp", FP_CLASS: "fp_class", FP_DUPLICATE: "fp_duplicate", FP_BACKGROUND: "fp_background"}
-
-
-def iou_matrix(boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
-    """Pairwise IoU of pixel ``xyxy`` boxes, shape (len(boxes), len(gt_boxes)); 0 where the union is 0."""
-    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    gt_boxes = np.asarray(gt_boxes, np.float64).reshape(-1, 4)
-    wh = np.minimum(boxes[:, None, 2:], gt_boxes[None, :, 2:]) - np.maximum(
-        boxes[:, None, :2], gt_boxes[None, :, :2]
-    )
-    inter = np.clip(wh, 0, None).prod(axis=-1)
-    area = np.clip(boxes[:, 2:] - boxes[:, :2], 0, None).prod(axis=-1)
-    gt_area = np.clip(gt_boxes[:, 2:] - gt_boxes[:, :2], 0, None).prod(axis=-1)
-    union = area[:, None] + gt_area[None, :] - inter
-    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
 def effective_threshold(iou_thr: float) -> float:
@@ -212,7 +200,7 @@ def match_image(
     if preds.scores is None:
         raise ValueError("predictions need scores")
     if iou is None:
-        iou = iou_matrix(preds.xyxy, gt.xyxy)
+        iou = box_iou_np(preds.xyxy, gt.xyxy)
     if iou.shape != (len(preds), len(gt)):
         raise ValueError(f"iou must have shape ({len(preds)}, {len(gt)}), got {iou.shape}")
     kept = preds.scores >= conf

@@ -15,15 +15,18 @@ from typing import Any
 
 from sqlalchemy import func, select
 
+from rfdetr_core.variants import VARIANTS
 from studio.store import Image, ProjectStore
 
 
 @dataclass(frozen=True)
 class ModelSize:
+    """What the size picker shows of one variant; every number comes from ``rfdetr_core.variants``."""
+
     name: str  # "Nano" ... "Large" (the variant class is f"RFDETR{name}")
     resolution: int
     block_size: int  # resolutions must be multiples of this
-    params_m: float  # parameters in millions (COCO head), measured by building each variant once
+    params_m: float  # parameters in millions (COCO head)
 
     @property
     def label(self) -> str:
@@ -31,14 +34,7 @@ class ModelSize:
 
 
 MODEL_SIZES: dict[str, ModelSize] = {
-    m.name: m
-    for m in (
-        ModelSize("Nano", 384, 32, 30.5),
-        ModelSize("Small", 512, 32, 32.1),
-        ModelSize("Medium", 576, 32, 33.7),
-        ModelSize("Base", 560, 56, 32.2),
-        ModelSize("Large", 704, 32, 33.9),
-    )
+    v.name: ModelSize(v.name, v.resolution, v.block_size, v.params_m) for v in VARIANTS.values()
 }
 PRETRAINED_CHOICES = ("official", "local", "scratch")
 
