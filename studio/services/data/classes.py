@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import delete, func, select, update
 
 from studio.errors import StudioError
+from studio.services.data.importing.writer import PALETTE  # one palette for imported and added classes
 from studio.store.db import ProjectStore
 from studio.store.models import SPLITS, Annotation, Category, Image
 from studio.text import html_text, md_text
@@ -27,24 +28,6 @@ if TYPE_CHECKING:  # plotly is imported lazily (cold start of the app)
 COUNT_SPLITS = (*SPLITS, "unassigned")
 #: A trainable class with fewer training boxes than this gets a "rare" warning.
 RARE_THRESHOLD = 10
-PALETTE = [
-    "#e6194b",
-    "#3cb44b",
-    "#4363d8",
-    "#f58231",
-    "#911eb4",
-    "#42d4f4",
-    "#f032e6",
-    "#bfef45",
-    "#fabed4",
-    "#469990",
-    "#dcbeff",
-    "#9a6324",
-    "#800000",
-    "#aaffc3",
-    "#808000",
-    "#000075",
-]
 SPLIT_COLORS = {"train": "#4363d8", "valid": "#f58231", "test": "#3cb44b", "unassigned": "#a9a9a9"}
 
 
