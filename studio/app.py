@@ -43,7 +43,7 @@ from studio.pages import (
     review,
     train,
 )
-from studio.services.projects.catalog import list_projects
+from studio.services.projects.catalog import header_markdown, list_projects
 from studio.store.db import IMAGES_DIR
 
 PAGES = [projects, data, classes, label, augment, train, review, export]
@@ -69,13 +69,7 @@ def launch_kwargs() -> dict[str, Any]:
 
 
 def _header_text(root: Path, slug: str | None) -> str:
-    info = next((p for p in list_projects(root) if p.slug == slug), None) if slug else None
-    if info is None:
-        return "# RF-DETR Studio\nNo project open — create or open one on the **Projects** tab."
-    return (
-        f"# RF-DETR Studio · {info.name}\n"
-        f"{info.n_images} images · {info.n_boxes} boxes · {info.n_classes} classes · folder `{info.slug}`"
-    )
+    return header_markdown(root, slug)
 
 
 def _initial_project(root: Path, remembered: str | None) -> str | None:
