@@ -44,6 +44,7 @@ def postprocess(boxes, logits, width, height, threshold):
     order = order[scores[order] >= threshold]
     query, class_id = np.divmod(order, logits.shape[1])
     cx, cy, w, h = boxes[query].T
+    w, h = np.maximum(w, 0), np.maximum(h, 0)  # a negative size is an empty box, as in the model's own code
     xyxy = np.stack([(cx - w / 2) * width, (cy - h / 2) * height, (cx + w / 2) * width, (cy + h / 2) * height], 1)
     return np.clip(xyxy, 0, [width, height, width, height]), scores[order], class_id
 $runner
